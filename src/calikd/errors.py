@@ -1,0 +1,57 @@
+"""Errors that calikd raises for bad input.
+
+Every error carries a message that names the problem and, where possible, a ``hint`` that says what to do.
+The CLI prints ``error: <message>`` (and ``hint: <hint>``) and exits with :attr:`CalikdError.exit_code`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class CalikdError(Exception):
+    """Base class of every error caused by the user's input or environment (not a bug in calikd)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\nhint: {self.hint}"
+
+
+class ConfigError(CalikdError, ValueError):
+    """An unknown key, an out-of-range number or an inconsistent combination of options."""
+
+
+class DataError(CalikdError):
+    """A dataset is missing, truncated, malformed or inconsistent."""
+
+
+class ChecksumError(DataError):
+    """A downloaded or cached file does not match its expected SHA-256."""
+
+
+class UnsafeArchiveError(DataError):
+    """An archive member would escape the target folder, or is a link or a device."""
+
+
+class CheckpointError(CalikdError):
+    """A checkpoint is missing, unsafe (pickle), truncated, or does not match the model asked for."""
+
+
+class ModelError(CalikdError, KeyError):
+    """An unknown model name or invalid model arguments."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return CalikdError.__str__(self)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return `` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
