@@ -1,0 +1,56 @@
+"""The ``calikd`` command: one sub-command per module in this folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from calikd import __version__
+from calikd.cli import data_cmd, evaluate_cmd, models_cmd, train_teacher_cmd
+from calikd.errors import CalikdError
+
+SUBCOMMANDS = (train_teacher_cmd, evaluate_cmd, data_cmd, models_cmd)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose unknown-flag errors suggest the nearest valid flag."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        import difflib
+        import re
+
+        match = re.search(r"unrecognized arguments: (\S+)", message)
+        if match:
+            flags = [s for a in self._actions for s in a.option_strings]
+            close = difflib.get_close_matches(match.group(1).split("=")[0], flags, n=1, cutoff=0.5)
+            if close:
+                message += f" (did you mean '{close[0]}'?)"
+        super().error(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (sub-commands register themselves)."""
+    parser = _Parser(prog="calikd", description="Calibration-aware knowledge distillation.")
+    parser.add_argument("--version", action="version", version=f"calikd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except CalikdError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

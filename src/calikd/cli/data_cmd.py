@@ -1,0 +1,53 @@
+"""``calikd data list|info|fetch``: the datasets calikd reads and where it finds them."""
+
+from __future__ import annotations
+
+import argparse
+
+from calikd.cli.output import format_table
+from calikd.data import dataset_info, fetch_dataset, list_datasets, load_dataset
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("data", help="list, inspect and fetch datasets", description=__doc__)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    actions.add_parser("list", help="list known datasets").set_defaults(handler=run_list)
+    info = actions.add_parser("info", help="load a dataset and show its splits")
+    info.add_argument("name")
+    info.add_argument("--data-dir", help="folder holding the dataset files")
+    info.add_argument("--val-fraction", type=float, default=0.1)
+    info.add_argument("--split-seed", type=int, default=0)
+    info.set_defaults(handler=run_info)
+    fetch = actions.add_parser("fetch", help="download, verify (SHA-256) and unpack a dataset into the cache")
+    fetch.add_argument("name")
+    fetch.add_argument("--data-dir", help="where to put it (default: $CALIKD_DATA or ~/.cache/calikd)")
+    fetch.add_argument("--base-url", help="mirror to download from instead of the official location")
+    fetch.set_defaults(handler=run_fetch)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    rows = []
+    for name in list_datasets():
+        info = dataset_info(name)
+        size = "x".join(map(str, info.image_size))
+        rows.append([name, info.num_classes, info.in_channels, size, "yes" if info.hflip else "no"])
+    print(format_table(["dataset", "classes", "channels", "size", "flip"], rows))
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    data = load_dataset(args.name, args.data_dir, val_fraction=args.val_fraction, split_seed=args.split_seed)
+    info = data.info
+    print(f"{info.name}: {info.num_classes} classes, {info.in_channels} channel(s), {info.image_size} px")
+    print(f"mean {tuple(round(m, 4) for m in info.mean)}  std {tuple(round(s, 4) for s in info.std)}")
+    rows = [[s, len(data.split(s))] for s in ("train", "val", "test")]
+    print(format_table(["split", "samples"], rows))
+    print(f"val = {args.val_fraction:.0%} of train, held out with split seed {args.split_seed}")
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    path = fetch_dataset(args.name, args.data_dir, base_url=args.base_url)
+    print(f"{args.name} is ready in {path}")
+    return 0

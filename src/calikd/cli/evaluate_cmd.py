@@ -1,0 +1,49 @@
+"""``calikd evaluate``: accuracy, NLL and ECE of a checkpoint on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from calikd.cli.output import format_table
+from calikd.engine import evaluate_checkpoint
+from calikd.utils.device import DEVICE_CHOICES, PRECISION_CHOICES
+from calikd.utils.io import atomic_write_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("evaluate", help="evaluate a checkpoint", description=__doc__)
+    parser.add_argument("checkpoint", help="a .safetensors file, its .json, or a run folder (uses last.*)")
+    parser.add_argument("--dataset", help="dataset to evaluate on (default: the checkpoint's own)")
+    parser.add_argument("--split", choices=("test", "val", "train"), default="test")
+    parser.add_argument("--data-dir", help="folder holding the dataset files")
+    parser.add_argument("--download", action="store_true", help="download the dataset if missing")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here ('-' for stdout)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        dataset=args.dataset,
+        split=args.split,
+        data_dir=args.data_dir,
+        download=args.download,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+    )
+    if args.json == "-":
+        print(json.dumps(result, indent=2))
+        return 0
+    metrics = result["metrics"]
+    print(f"{result['model']} on {result['dataset']} [{result['split']}], {result['num_samples']} samples")
+    print(format_table(["metric", "value"], [[k, v] for k, v in metrics.items()]))
+    if args.json:
+        atomic_write_json(Path(args.json), result)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,112 @@
+"""Run a model over a dataset split and collect its logits."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from calikd.data import ArrayDataset, BatchLoader
+from calikd.engine.progress import progress_bar
+from calikd.utils.device import Precision
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module,
+    dataset: ArrayDataset,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    device: torch.device,
+    precision: Precision,
+    batch_size: int = 1024,
+    show_progress: bool = False,
+    desc: str = "eval",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``(N, C)`` in float32 on the CPU and labels ``(N,)``, in dataset order, with ``model`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    loader = BatchLoader(dataset, batch_size, shuffle=False, device=device)
+    outputs, labels = [], []
+    with progress_bar(len(dataset), desc, enabled=show_progress) as bar:
+        for images, targets in loader:
+            x = transform(images)
+            if precision.channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with precision.autocast(device):
+                logits = model(x)
+            outputs.append(logits.float().cpu())
+            labels.append(targets.cpu())
+            bar.update(len(targets))
+    model.train(was_training)
+    return torch.cat(outputs), torch.cat(labels)
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    *,
+    dataset: str | None = None,
+    split: str = "test",
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 1024,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """Accuracy, NLL and ECE of a checkpoint on a split of its own (or another, same-shaped) dataset.
+
+    The checkpoint's own normalization, validation fraction and split seed are used, so ``split="val"`` is
+    the very split its training held out.
+    """
+    from calikd.data import DatasetInfo, build_eval_transform, load_dataset
+    from calikd.errors import CheckpointError
+    from calikd.metrics import summary_metrics
+    from calikd.store import load_model
+    from calikd.utils.device import resolve_device, resolve_precision
+
+    model, meta = load_model(path)
+    ds_meta = dict(meta.get("dataset", {}))
+    name = dataset or ds_meta.get("name")
+    if not name:
+        raise CheckpointError(f"checkpoint '{path}' does not record its dataset", hint="pass --dataset")
+    data = load_dataset(
+        name,
+        data_dir,
+        val_fraction=ds_meta.get("val_fraction", 0.1),
+        split_seed=ds_meta.get("split_seed", 0),
+        download=download,
+    )
+    if data.info.num_classes != meta["num_classes"] or data.info.in_channels != meta["in_channels"]:
+        raise CheckpointError(
+            f"checkpoint '{path}' is for {meta['num_classes']} classes and {meta['in_channels']} channels, "
+            f"but dataset '{name}' has {data.info.num_classes} classes and {data.info.in_channels} channels"
+        )
+    fields = {f.name for f in dataclasses.fields(DatasetInfo)}
+    trained_info = DatasetInfo.from_dict({k: v for k, v in ds_meta.items() if k in fields}) if ds_meta else data.info
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    model.to(dev)
+    if prec.channels_last:
+        model.to(memory_format=torch.channels_last)
+    logits, labels = predict_logits(
+        model,
+        data.split(split),
+        build_eval_transform(trained_info),
+        device=dev,
+        precision=prec,
+        batch_size=batch_size,
+        show_progress=show_progress,
+    )
+    return {
+        "checkpoint": str(path),
+        "model": meta["model"]["name"],
+        "dataset": data.info.name,
+        "split": split,
+        "num_samples": len(labels),
+        "metrics": summary_metrics(logits, labels),
+    }

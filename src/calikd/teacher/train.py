@@ -1,0 +1,340 @@
+"""Train a teacher: per-epoch validation, atomic safetensors checkpoints, exact resume, test metrics at the end."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import calikd
+from calikd.data import BatchLoader, DatasetSplits, build_eval_transform, build_train_transform, load_dataset
+from calikd.engine.evaluate import predict_logits
+from calikd.engine.optim import build_optimizer, build_scheduler
+from calikd.engine.progress import progress_bar
+from calikd.errors import ConfigError
+from calikd.metrics import summary_metrics
+from calikd.models import create_model, model_info
+from calikd.store import load_state_into, read_checkpoint, save_checkpoint
+from calikd.teacher.config import TeacherConfig
+from calikd.utils.config import config_to_dict
+from calikd.utils.device import Precision, resolve_device, resolve_precision
+from calikd.utils.io import atomic_write_json, ensure_writable_dir
+from calikd.utils.seed import derive_seed, make_generator
+
+# Config keys that may change between a run and its resumption without changing the result.
+RESUME_MAY_DIFFER = frozenset({"resume", "overwrite", "progress", "device", "out", "eval_batch_size", "data_dir", "download"})
+
+
+# Files a teacher run writes into its output folder (removed first by --overwrite).
+RUN_FILES = tuple(
+    f"{stem}{suffix}" for stem in ("last", "best") for suffix in (".safetensors", ".json", ".state.safetensors", ".state.json")
+) + ("summary.json",)
+
+
+@dataclass
+class TeacherResult:
+    """What a finished teacher run produced."""
+
+    out_dir: Path
+    checkpoint: Path
+    best_checkpoint: Path
+    best_epoch: int
+    history: list[dict[str, float]]
+    test_last: dict[str, float]
+    test_best: dict[str, float]
+    wall_time_s: float
+    train_images_per_s: float
+    precision: str
+    device: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        out = dataclasses.asdict(self)
+        for key in ("out_dir", "checkpoint", "best_checkpoint"):
+            out[key] = str(out[key])
+        return out
+
+
+def checkpoint_meta(config: TeacherConfig, data: DatasetSplits, epoch: int, metrics: dict[str, float]) -> dict:
+    """Metadata stored beside the weights: enough to rebuild the model and its input pipeline."""
+    info = data.info
+    return {
+        "role": "teacher",
+        "model": {"name": config.model, "kwargs": dict(config.model_kwargs)},
+        "num_classes": info.num_classes,
+        "in_channels": info.in_channels,
+        "input_size": list(info.image_size),
+        "dataset": {**info.to_dict(), "val_fraction": data.val_fraction, "split_seed": data.split_seed},
+        "normalization": {"mean": list(info.mean), "std": list(info.std)},
+        "epoch": epoch,
+        "metrics": metrics,
+        "config": config_to_dict(config),
+        "calikd_version": calikd.__version__,
+    }
+
+
+def _check_resumable(config: TeacherConfig, saved: dict[str, Any]) -> None:
+    current = config_to_dict(config)
+    diffs = [
+        f"{key}: checkpoint has {saved.get(key)!r}, now {value!r}"
+        for key, value in current.items()
+        if key not in RESUME_MAY_DIFFER and saved.get(key) != value
+    ]
+    if diffs:
+        raise ConfigError(
+            "cannot resume: the configuration differs from the checkpoint's (" + "; ".join(diffs) + ")",
+            hint="resume with the same settings, or start a new run in another --out folder",
+        )
+
+
+def _is_better(metrics: dict[str, float], best: dict[str, float] | None) -> bool:
+    if best is None:
+        return True
+    return (metrics["accuracy"], -metrics["nll"]) > (best["accuracy"], -best["nll"])
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: BatchLoader,
+    transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    *,
+    generator: torch.Generator,
+    device: torch.device,
+    precision: Precision,
+    label_smoothing: float = 0.0,
+    grad_clip: float | None = None,
+    on_step: Callable[[], None] | None = None,
+    desc: str = "train",
+    show_progress: bool = True,
+) -> dict[str, float]:
+    """One pass of cross-entropy training; returns mean loss, train accuracy and throughput."""
+    model.train()
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    start = time.perf_counter()
+    with progress_bar(len(loader.dataset), desc, enabled=show_progress) as bar:
+        for images, labels in loader:
+            x = transform(images, generator)
+            if precision.channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with precision.autocast(device):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training diverged: loss is {loss.item()}; lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.detach().double() * len(labels)
+            correct += (logits.detach().argmax(1) == labels).sum()
+            seen += len(labels)
+            bar.update(len(labels))
+            if bar.n and not bar.disable:
+                bar.set_postfix(loss=f"{total_loss.item() / seen:.3f}", refresh=False)
+            if on_step is not None:
+                on_step()
+    elapsed = time.perf_counter() - start
+    return {
+        "loss": float(total_loss) / max(seen, 1),
+        "accuracy": float(correct) / max(seen, 1),
+        "images_per_s": seen / max(elapsed, 1e-9),
+        "seconds": elapsed,
+    }
+
+
+def train_teacher(
+    config: TeacherConfig,
+    *,
+    data: DatasetSplits | None = None,
+    on_step: Callable[[int], None] | None = None,
+    log: Callable[[str], None] | None = print,
+) -> TeacherResult:
+    """Train a teacher as ``config`` says and return its checkpoints and metrics.
+
+    ``data`` skips loading the dataset (it must be the one ``config`` names); ``on_step(global_step)`` is
+    called after every optimizer step; ``log`` receives one line per epoch (``None`` silences it).
+    """
+    say = log or (lambda _msg: None)
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    model_info(config.model)  # an unknown model name fails before any data is read
+    if data is None:
+        data = load_dataset(
+            config.dataset,
+            config.data_dir,
+            val_fraction=config.val_fraction,
+            split_seed=config.split_seed,
+            download=config.download,
+            **config.dataset_options,
+        )
+    info = data.info
+    torch.manual_seed(derive_seed(config.seed, "init"))
+    model = create_model(config.model, num_classes=info.num_classes, in_channels=info.in_channels, **config.model_kwargs)
+    model.to(device)
+    if precision.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    out_dir = Path(config.out or config.default_out())
+    last_json = out_dir / "last.json"
+    if last_json.exists() and not (config.resume or config.overwrite):
+        raise ConfigError(
+            f"output folder '{out_dir}' already holds a checkpoint",
+            hint="pass --resume to continue it, --overwrite to start afresh, or choose another --out folder",
+        )
+    if config.resume and not last_json.exists():
+        raise ConfigError(f"--resume given but '{out_dir}' holds no checkpoint (last.json) to resume from")
+    ensure_writable_dir(out_dir)
+    if config.overwrite:
+        for stale in RUN_FILES:
+            (out_dir / stale).unlink(missing_ok=True)
+
+    loader = BatchLoader(data.train, config.batch_size, shuffle=True, seed=config.seed, drop_last=True, device=device)
+    if len(loader) == 0:
+        raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(data.train)} training samples")
+    optimizer = build_optimizer(
+        model,
+        config.optimizer,
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay,
+    )
+    scheduler = build_scheduler(
+        optimizer,
+        config.schedule,
+        epochs=config.epochs,
+        steps_per_epoch=len(loader),
+        warmup_epochs=config.warmup_epochs,
+        milestones=config.effective_milestones(),
+        gamma=config.gamma,
+    )
+    if config.augment:
+        train_tf = build_train_transform(info, crop_padding=config.crop_padding, hflip=config.hflip)
+    else:
+        plain = build_eval_transform(info)
+
+        def train_tf(x: torch.Tensor, _gen: torch.Generator) -> torch.Tensor:
+            return plain(x)
+
+    eval_tf = build_eval_transform(info)
+
+    history: list[dict[str, float]] = []
+    best: dict[str, float] | None = None
+    best_epoch = 0
+    start_epoch = 1
+    if config.resume:
+        ckpt = read_checkpoint(out_dir / "last")
+        _check_resumable(config, ckpt.meta.get("config", {}))
+        state = ckpt.load_train_state()
+        if state is None:
+            raise ConfigError(f"checkpoint '{out_dir / 'last'}' has no training state to resume from")
+        load_state_into(model, ckpt.state_dict)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best, best_epoch = state["history"], state["best"], state["best_epoch"]
+        start_epoch = state["epoch"] + 1
+        say(f"resuming {out_dir} after epoch {state['epoch']}")
+
+    step = (start_epoch - 1) * len(loader)
+    wall_start = time.perf_counter()
+
+    def step_hook() -> None:
+        nonlocal step
+        step += 1
+        if on_step is not None:
+            on_step(step)
+
+    for epoch in range(start_epoch, config.epochs + 1):
+        loader.set_epoch(epoch)
+        torch.manual_seed(derive_seed(config.seed, "torch", epoch))
+        generator = make_generator(derive_seed(config.seed, "augment", epoch), device)
+        train_stats = train_one_epoch(
+            model,
+            loader,
+            train_tf,
+            optimizer,
+            scheduler,
+            generator=generator,
+            device=device,
+            precision=precision,
+            label_smoothing=config.label_smoothing,
+            grad_clip=config.grad_clip,
+            on_step=step_hook,
+            desc=f"epoch {epoch}/{config.epochs}",
+            show_progress=config.progress,
+        )
+        record: dict[str, float] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        record.update({f"train_{k}": v for k, v in train_stats.items()})
+        if len(data.val):
+            logits, labels = predict_logits(
+                model, data.val, eval_tf, device=device, precision=precision, batch_size=config.eval_batch_size
+            )
+            val = summary_metrics(logits, labels)
+            record.update({f"val_{k}": v for k, v in val.items()})
+        else:
+            val = {"accuracy": train_stats["accuracy"], "nll": train_stats["loss"], "ece": float("nan")}
+        history.append(record)
+        meta = checkpoint_meta(config, data, epoch, {f"val_{k}": v for k, v in val.items()})
+        if _is_better(val, best):
+            best, best_epoch = val, epoch
+            save_checkpoint(out_dir / "best", model, meta)
+        train_state = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "best": best,
+            "best_epoch": best_epoch,
+        }
+        save_checkpoint(out_dir / "last", model, meta, train_state=train_state)
+        say(
+            f"epoch {epoch:>3}/{config.epochs}  loss {train_stats['loss']:.4f}  "
+            f"val acc {val['accuracy']:.4f} nll {val['nll']:.4f} ece {val['ece']:.4f}  "
+            f"{train_stats['images_per_s']:.0f} img/s"
+        )
+
+    wall = time.perf_counter() - wall_start
+    test_last = summary_metrics(
+        *predict_logits(model, data.test, eval_tf, device=device, precision=precision, batch_size=config.eval_batch_size)
+    )
+    best_model = copy.deepcopy(model)
+    load_state_into(best_model, read_checkpoint(out_dir / "best").state_dict)
+    test_best = summary_metrics(
+        *predict_logits(
+            best_model, data.test, eval_tf, device=device, precision=precision, batch_size=config.eval_batch_size
+        )
+    )
+    trained = [h for h in history if h["epoch"] >= start_epoch]
+    throughput = sum(h["train_images_per_s"] * h["train_seconds"] for h in trained) / max(
+        sum(h["train_seconds"] for h in trained), 1e-9
+    )
+    result = TeacherResult(
+        out_dir=out_dir,
+        checkpoint=out_dir / "last.safetensors",
+        best_checkpoint=out_dir / "best.safetensors",
+        best_epoch=best_epoch,
+        history=history,
+        test_last=test_last,
+        test_best=test_best,
+        wall_time_s=wall,
+        train_images_per_s=throughput,
+        precision=precision.name,
+        device=str(device),
+    )
+    atomic_write_json(out_dir / "summary.json", result.to_dict())
+    return result
