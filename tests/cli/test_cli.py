@@ -70,9 +70,10 @@ def test_yaml_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     [
         (["--lr", "-0.1"], "'lr' must be > 0.0"),
         (["--batch-size", "0"], "'batch_size' must be >= 1"),
-        (["--model", "resnet21"], "did you mean 'resnet20'"),
+        (["--model", "resent20"], "did you mean 'resnet20'"),
+        (["--model", "resnet21"], "ResNet depth must be 6n+2"),
         (["--epochs", "0"], "'epochs' must be >= 1"),
-        (["--dataset", "cifar10", "--data-dir", "{tmp}/nothing"], "calikd data fetch cifar10"),
+        (["--dataset", "cifar10", "--dataset-options", "--data-dir", "{tmp}/nothing"], "calikd data fetch cifar10"),
     ],
 )
 def test_bad_train_input(extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -41,7 +41,7 @@ def config(out: Path, **overrides: object) -> TeacherConfig:
 def test_trains_and_writes_checkpoints(tmp_path: Path) -> None:
     result = train_teacher(config(tmp_path / "run", epochs=4, lr=0.1), log=None)
     assert len(result.history) == 4
-    assert result.test_last["accuracy"] > 0.5  # 10 classes: chance is 0.1
+    assert result.test_last["accuracy"] > 0.3  # 10 classes: chance is 0.1
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     for stem in ("last", "best"):
         meta = json.loads((tmp_path / "run" / f"{stem}.json").read_text())

@@ -14,7 +14,11 @@ SUBCOMMANDS = (train_teacher_cmd, evaluate_cmd, data_cmd, models_cmd)
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose unknown-flag errors suggest the nearest valid flag."""
+    """An ArgumentParser that takes no abbreviated flags and suggests the nearest valid flag on a typo."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
         import difflib
@@ -40,10 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _innermost_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub-)sub-command parser that ``args`` went through, so errors name its own flags."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, subs[0].dest, None) if subs else None
+        if chosen is None or chosen not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[chosen]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _innermost_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
     try:
         return int(args.handler(args) or 0)
     except CalikdError as exc:

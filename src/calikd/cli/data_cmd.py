@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from calikd.cli.output import format_table
-from calikd.data import dataset_info, fetch_dataset, list_datasets, load_dataset
+from calikd.data import fetch_dataset, get_spec, list_datasets, load_dataset
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,16 +23,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     fetch.add_argument("name")
     fetch.add_argument("--data-dir", help="where to put it (default: $CALIKD_DATA or ~/.cache/calikd)")
     fetch.add_argument("--base-url", help="mirror to download from instead of the official location")
+    fetch.add_argument("--sha256", help="expected SHA-256 of a single-file dataset (overrides the built-in one)")
+    fetch.add_argument(
+        "--allow-unverified", action="store_true", help="accept a download whose SHA-256 calikd does not know"
+    )
     fetch.set_defaults(handler=run_fetch)
 
 
 def run_list(args: argparse.Namespace) -> int:
     rows = []
     for name in list_datasets():
-        info = dataset_info(name)
+        spec = get_spec(name)
+        info = spec.info
+        if info is None:  # depends on the files or options (imagefolder, synthetic)
+            rows.append([name, "-", "-", "-", "-", spec.description])
+            continue
         size = "x".join(map(str, info.image_size))
-        rows.append([name, info.num_classes, info.in_channels, size, "yes" if info.hflip else "no"])
-    print(format_table(["dataset", "classes", "channels", "size", "flip"], rows))
+        flip = "yes" if info.hflip else "no"
+        rows.append([name, info.num_classes, info.in_channels, size, flip, spec.description])
+    print(format_table(["dataset", "classes", "channels", "size", "flip", "description"], rows))
     return 0
 
 
@@ -48,6 +57,12 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    path = fetch_dataset(args.name, args.data_dir, base_url=args.base_url)
+    path = fetch_dataset(
+        args.name,
+        args.data_dir,
+        base_url=args.base_url,
+        sha256=args.sha256,
+        allow_unverified=args.allow_unverified,
+    )
     print(f"{args.name} is ready in {path}")
     return 0

@@ -80,6 +80,7 @@ def evaluate_checkpoint(
         val_fraction=ds_meta.get("val_fraction", 0.1),
         split_seed=ds_meta.get("split_seed", 0),
         download=download,
+        **(ds_meta.get("options", {}) if name == ds_meta.get("name") else {}),
     )
     if data.info.num_classes != meta["num_classes"] or data.info.in_channels != meta["in_channels"]:
         raise CheckpointError(

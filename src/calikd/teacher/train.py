@@ -73,7 +73,12 @@ def checkpoint_meta(config: TeacherConfig, data: DatasetSplits, epoch: int, metr
         "num_classes": info.num_classes,
         "in_channels": info.in_channels,
         "input_size": list(info.image_size),
-        "dataset": {**info.to_dict(), "val_fraction": data.val_fraction, "split_seed": data.split_seed},
+        "dataset": {
+            **info.to_dict(),
+            "val_fraction": data.val_fraction,
+            "split_seed": data.split_seed,
+            "options": dict(data.options),
+        },
         "normalization": {"mean": list(info.mean), "std": list(info.std)},
         "epoch": epoch,
         "metrics": metrics,

@@ -1,0 +1,172 @@
+"""``imagefolder``: any tree ``root/<split>/<class>/<image>`` (PNG, JPEG, ...), with ``root`` as ``data_dir``.
+
+Splits: ``train`` and ``test`` are required; ``val`` (or ``valid``) is optional and handled by the option
+``valid``: ``"use"`` (default) makes it our val split (``val_fraction`` is then ignored), ``"merge"`` adds it
+to train before val is held out, ``"ignore"`` skips it. Classes are the sorted folder names under ``train``.
+Images are decoded once and cached (see :mod:`calikd.data.decode`); mean/std come from the train split.
+
+Options: ``image_size`` (int or (H, W): resize everything; required when sizes differ), ``in_channels``
+(1 or 3; default: 1 when every image is grayscale), ``valid``, ``hflip`` (default True), ``crop_padding``
+(default scales with the image size), ``cache_dir`` (where decoded arrays go).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from calikd.data.dataset import ArrayDataset
+from calikd.data.decode import check_channels, check_image_size, decode_cached, list_images
+from calikd.data.info import DatasetInfo, channel_stats, default_crop_padding
+from calikd.data.registry import BuildContext, RawDataset, register_dataset
+from calikd.errors import ConfigError, DataError, did_you_mean
+
+VALID_CHOICES = ("use", "merge", "ignore")
+
+
+def check_valid_choice(valid: str) -> str:
+    """One of ``use``, ``merge``, ``ignore``."""
+    if valid not in VALID_CHOICES:
+        raise ConfigError(
+            f"unknown value valid='{valid}'{did_you_mean(str(valid), VALID_CHOICES)}",
+            hint="use: the folder's own val split is ours; merge: add it to train; ignore: skip it",
+        )
+    return valid
+
+
+def class_folders(split_dir: Path) -> list[str]:
+    """Sorted names of the non-hidden sub-folders of ``split_dir``."""
+    try:
+        return sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+    except OSError as exc:
+        raise DataError(f"cannot list '{split_dir}': {exc.strerror or exc}") from exc
+
+
+def scan_split(split_dir: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
+    """Files and labels of ``split_dir/<class>/*``; an unknown class folder is a :class:`DataError`."""
+    present = class_folders(split_dir)
+    unknown = [c for c in present if c not in classes]
+    if unknown:
+        raise DataError(
+            f"'{split_dir}' has class folder(s) {unknown[:5]} that the train split does not have",
+            hint="every class of val/test must also be a class folder under train/",
+        )
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, cls in enumerate(classes):
+        if cls in present:
+            images = list_images(split_dir / cls)
+            files += images
+            labels += [label] * len(images)
+    return files, labels
+
+
+def decode_class_split(
+    name: str,
+    split: str,
+    split_dir: Path,
+    classes: list[str],
+    *,
+    channels: int | None,
+    image_size: tuple[int, int] | None,
+    cache_dir: str | os.PathLike[str] | None,
+) -> ArrayDataset:
+    """Scan ``split_dir/<class>/*`` and decode it through the cache."""
+    files, labels = scan_split(split_dir, classes)
+    if not files:
+        raise DataError(f"no image files under '{split_dir}/<class>/'")
+    return decode_cached(
+        name, split, split_dir, files, labels, channels=channels, image_size=image_size, cache_dir=cache_dir
+    )
+
+
+def check_same_size(train: ArrayDataset, other: ArrayDataset, split: str) -> None:
+    """A :class:`DataError` unless ``other``'s images have train's size."""
+    if other.images.shape[2:] != train.images.shape[2:]:
+        th, tw = train.images.shape[2:]
+        oh, ow = other.images.shape[2:]
+        raise DataError(
+            f"the {split} images are {oh}x{ow} (HxW) but the train images are {th}x{tw}",
+            hint="pass image_size=N or (H, W) to resize every image to one size",
+        )
+
+
+def find_split_dir(root: Path, names: tuple[str, ...]) -> Path | None:
+    """The first of ``root/<name>`` that is a folder."""
+    for n in names:
+        if (root / n).is_dir():
+            return root / n
+    return None
+
+
+@register_dataset(
+    "imagefolder",
+    aliases=("image-folder", "image_folder", "folder"),
+    needs_files=True,
+    description="your own tree root/{train,test[,val]}/<class>/<image>; pass the root as data_dir",
+)
+def build_imagefolder(
+    ctx: BuildContext,
+    *,
+    image_size: int | tuple[int, int] | None = None,
+    in_channels: int | None = None,
+    valid: str = "use",
+    hflip: bool = True,
+    crop_padding: int | None = None,
+    cache_dir: str | None = None,
+) -> RawDataset:
+    """Load ``data_dir/{train,test[,val|valid]}/<class>/<image>``."""
+    if ctx.data_dir is None:
+        raise ConfigError(
+            "dataset 'imagefolder' needs data_dir: the folder holding train/ and test/ (each with one "
+            "sub-folder per class)",
+            hint="pass --data-dir ROOT (data_dir=ROOT)",
+        )
+    root = Path(ctx.data_dir).expanduser()
+    size = check_image_size(image_size)
+    channels = check_channels(in_channels)
+    valid = check_valid_choice(valid)
+    train_dir, test_dir = find_split_dir(root, ("train",)), find_split_dir(root, ("test",))
+    if train_dir is None or test_dir is None:
+        raise DataError(
+            f"'{root}' is not an image-folder tree: it needs train/ and test/ sub-folders "
+            "(and optionally val/), each with one folder per class"
+        )
+    classes = class_folders(train_dir)
+    if not classes:
+        raise DataError(f"'{train_dir}' has no class folders")
+    ds_name = "imagefolder"
+    kwargs = {"channels": channels, "image_size": size, "cache_dir": cache_dir}
+    train = decode_class_split(ds_name, "train", train_dir, classes, **kwargs)
+    kwargs["channels"] = train.images.shape[1]  # the other splits follow train's channel count
+    test = decode_class_split(ds_name, "test", test_dir, classes, **kwargs)
+    check_same_size(train, test, "test")
+    val_dir = find_split_dir(root, ("val", "valid"))
+    val = None
+    if val_dir is not None and valid != "ignore":
+        extra = decode_class_split(ds_name, "val", val_dir, classes, **kwargs)
+        check_same_size(train, extra, "val")
+        if valid == "merge":
+            train = ArrayDataset.concat([train, extra])
+        else:
+            val = extra
+    mean, std = channel_stats(train.images)
+    h, w = train.images.shape[2:]
+    info = DatasetInfo(
+        name=ds_name,
+        num_classes=len(classes),
+        in_channels=train.images.shape[1],
+        image_size=(h, w),
+        mean=mean,
+        std=std,
+        hflip=bool(hflip),
+        crop_padding=default_crop_padding((h, w)) if crop_padding is None else crop_padding,
+        classes=tuple(classes),
+    )
+    return RawDataset(info=info, train=train, test=test, val=val)
+
+
+def with_classes(info: DatasetInfo, classes: list[str]) -> DatasetInfo:
+    """``info`` with its class list replaced (and ``num_classes`` to match)."""
+    return replace(info, num_classes=len(classes), classes=tuple(classes))
