@@ -61,7 +61,9 @@ def throughput(model_name: str, precision_name: str, data: ArrayDataset, *, info
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--skip-accuracy", action="store_true", help="only measure throughput")
     parser.add_argument("--models", nargs="*", default=list(RECIPES), help="models for the accuracy runs")
     parser.add_argument("--out", default="runs/bench", help="folder for checkpoints and the JSON result")
@@ -75,15 +77,22 @@ def main() -> None:
         fp32 = throughput(name, "fp32", subset, info=splits.info)
         fast = throughput(name, "auto", subset, info=splits.info)
         result["throughput"][name] = {"fp32": fp32, "auto": fast, "ratio": fast / fp32}
-        print(f"  {name:<10} fp32 {fp32:7.0f}   auto ({resolve_precision('auto', torch.device('cpu')).name}) "
-              f"{fast:7.0f}   ratio {fast / fp32:.2f}x")
+        print(
+            f"  {name:<10} fp32 {fp32:7.0f}   auto ({resolve_precision('auto', torch.device('cpu')).name}) "
+            f"{fast:7.0f}   ratio {fast / fp32:.2f}x"
+        )
 
     if not args.skip_accuracy:
         print("\naccuracy runs (precision auto, SGD + Nesterov, cosine schedule, seed 0)")
         for name in args.models:
             recipe = RECIPES.get(name, {"epochs": 15, "lr": 0.05})
             cfg = TeacherConfig(
-                dataset="fashion-mnist", model=name, out=f"{args.out}/{name}", overwrite=True, progress=False, **recipe
+                dataset="fashion-mnist",
+                model=name,
+                out=f"{args.out}/{name}",
+                overwrite=True,
+                progress=False,
+                **recipe,
             )
             res = train_teacher(cfg, data=splits, log=None)
             result["accuracy"][name] = {**recipe, **res.to_dict()}

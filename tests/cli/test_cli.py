@@ -13,7 +13,17 @@ import pytest
 from calikd.cli import main
 
 TINY = ["--dataset", "synthetic", "--dataset-options", "train_size=320", "test_size=100"]
-FAST = ["--model", "mlp", "--model-kwargs", "width=32", "--epochs", "1", "--batch-size", "64", "--no-progress"]
+FAST = [
+    "--model",
+    "mlp",
+    "--model-kwargs",
+    "width=32",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "64",
+    "--no-progress",
+]
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -49,7 +59,9 @@ def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     result = json.loads(report.read_text())
     assert result["split"] == "test" and result["num_samples"] == 100
     assert 0 <= result["metrics"]["ece"] <= 1
-    code, out, _ = run_cli(["evaluate", str(out_dir / "best.safetensors"), "--split", "val", "--json", "-"], capsys)
+    code, out, _ = run_cli(
+        ["evaluate", str(out_dir / "best.safetensors"), "--split", "val", "--json", "-"], capsys
+    )
     assert code == 0 and json.loads(out)["num_samples"] == 32
 
 
@@ -73,10 +85,15 @@ def test_yaml_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         (["--model", "resent20"], "did you mean 'resnet20'"),
         (["--model", "resnet21"], "ResNet depth must be 6n+2"),
         (["--epochs", "0"], "'epochs' must be >= 1"),
-        (["--dataset", "cifar10", "--dataset-options", "--data-dir", "{tmp}/nothing"], "calikd data fetch cifar10"),
+        (
+            ["--dataset", "cifar10", "--dataset-options", "--data-dir", "{tmp}/nothing"],
+            "calikd data fetch cifar10",
+        ),
     ],
 )
-def test_bad_train_input(extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_train_input(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out_dir = tmp_path / "out"
     argv = ["train-teacher", *TINY, *FAST, "--out", str(out_dir), *[e.format(tmp=tmp_path) for e in extra]]
     code, _, err = run_cli(argv, capsys)
@@ -106,7 +123,7 @@ def test_pickle_checkpoint_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
     marker = tmp_path / "pwned"
 
     class Payload:
-        def __reduce__(self):  # noqa: ANN204 - would create a file if ever unpickled
+        def __reduce__(self):  # would create a file if ever unpickled
             return (open, (str(marker), "w"))
 
     bad = tmp_path / "teacher.safetensors"

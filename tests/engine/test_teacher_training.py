@@ -67,7 +67,7 @@ def test_refuses_to_overwrite_and_checks_resume_config(tmp_path: Path) -> None:
     train_teacher(config(tmp_path / "run", epochs=1), log=None)
     with pytest.raises(ConfigError, match="already holds a checkpoint"):
         train_teacher(config(tmp_path / "run", epochs=1), log=None)
-    with pytest.raises(ConfigError, match="cannot resume: .*lr"):
+    with pytest.raises(ConfigError, match=r"cannot resume: .*lr"):
         train_teacher(config(tmp_path / "run", epochs=2, lr=0.3, resume=True), log=None)
     with pytest.raises(ConfigError, match="holds no checkpoint"):
         train_teacher(config(tmp_path / "empty", resume=True), log=None)
@@ -95,7 +95,9 @@ KILLED_RUN = textwrap.dedent(
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
     steps_per_epoch = int(SMALL["train_size"] * 0.9) // 64
     kill_at = steps_per_epoch + steps_per_epoch // 2  # in the middle of epoch 2
-    script = KILLED_RUN.format(tests=str(Path(__file__).parents[1]), kill_at=kill_at, out=str(tmp_path / "killed"))
+    script = KILLED_RUN.format(
+        tests=str(Path(__file__).parents[1]), kill_at=kill_at, out=str(tmp_path / "killed")
+    )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     meta = json.loads((tmp_path / "killed" / "last.json").read_text())

@@ -56,7 +56,9 @@ def test_bad_values(data: dict, message: str) -> None:
 def test_yaml_then_flags_precedence(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("lr: 0.5\nepochs: 7\nmilestones: [2, 4]\nkwargs: {width: 8}\n")
-    cfg = config_from_args(Demo, parse(["--config", str(path), "--epochs", "9", "--no-flag"]), config_file=str(path))
+    cfg = config_from_args(
+        Demo, parse(["--config", str(path), "--epochs", "9", "--no-flag"]), config_file=str(path)
+    )
     assert cfg == Demo(lr=0.5, epochs=9, milestones=[2.0, 4.0], flag=False, kwargs={"width": 8})
     cfg = config_from_args(Demo, parse(["--kwargs", "width=16", "norm=bn", "--clip", "1.5"]))
     assert cfg.kwargs == {"width": 16, "norm": "bn"} and cfg.clip == 1.5 and cfg.epochs == 3

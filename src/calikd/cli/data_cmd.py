@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     fetch.add_argument("name")
     fetch.add_argument("--data-dir", help="where to put it (default: $CALIKD_DATA or ~/.cache/calikd)")
     fetch.add_argument("--base-url", help="mirror to download from instead of the official location")
-    fetch.add_argument("--sha256", help="expected SHA-256 of a single-file dataset (overrides the built-in one)")
+    fetch.add_argument(
+        "--sha256", help="expected SHA-256 of a single-file dataset (overrides the built-in one)"
+    )
     fetch.add_argument(
         "--allow-unverified", action="store_true", help="accept a download whose SHA-256 calikd does not know"
     )

@@ -26,10 +26,15 @@ def run(args: argparse.Namespace) -> int:
     result = train_teacher(config)
     rows = [
         [f"last (epoch {config.epochs})", *(result.test_last[k] for k in ("accuracy", "nll", "ece"))],
-        [f"best on val (epoch {result.best_epoch})", *(result.test_best[k] for k in ("accuracy", "nll", "ece"))],
+        [
+            f"best on val (epoch {result.best_epoch})",
+            *(result.test_best[k] for k in ("accuracy", "nll", "ece")),
+        ],
     ]
     print(format_table(["test metrics", "accuracy", "nll", "ece"], rows))
-    print(f"trained in {result.wall_time_s:.1f} s at {result.train_images_per_s:.0f} img/s ({result.precision})")
+    print(
+        f"trained in {result.wall_time_s:.1f} s at {result.train_images_per_s:.0f} img/s ({result.precision})"
+    )
     print(f"checkpoint: {result.checkpoint}")
     print(f"best-on-val checkpoint: {result.best_checkpoint}")
     return 0

@@ -27,7 +27,7 @@ def predict_logits(
     show_progress: bool = False,
     desc: str = "eval",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits ``(N, C)`` in float32 on the CPU and labels ``(N,)``, in dataset order, with ``model`` in eval mode."""
+    """Logits ``(N, C)`` (float32, CPU) and labels ``(N,)`` in dataset order, with ``model`` in eval mode."""
     was_training = model.training
     model.eval()
     loader = BatchLoader(dataset, batch_size, shuffle=False, device=device)
@@ -88,7 +88,9 @@ def evaluate_checkpoint(
             f"but dataset '{name}' has {data.info.num_classes} classes and {data.info.in_channels} channels"
         )
     fields = {f.name for f in dataclasses.fields(DatasetInfo)}
-    trained_info = DatasetInfo.from_dict({k: v for k, v in ds_meta.items() if k in fields}) if ds_meta else data.info
+    trained_info = (
+        DatasetInfo.from_dict({k: v for k, v in ds_meta.items() if k in fields}) if ds_meta else data.info
+    )
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     model.to(dev)

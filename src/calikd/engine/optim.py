@@ -46,7 +46,9 @@ def build_optimizer(
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=betas)
-    raise ConfigError(f"unknown optimizer '{name}'{did_you_mean(name, OPTIMIZERS)}; choose one of {OPTIMIZERS}")
+    raise ConfigError(
+        f"unknown optimizer '{name}'{did_you_mean(name, OPTIMIZERS)}; choose one of {OPTIMIZERS}"
+    )
 
 
 def lr_factor(
@@ -77,7 +79,9 @@ def lr_factor(
     if schedule == "cosine":
         t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return final_factor + (1 - final_factor) * (1 + math.cos(math.pi * min(1.0, t))) / 2
-    raise ConfigError(f"unknown schedule '{schedule}'{did_you_mean(schedule, SCHEDULES)}; choose one of {SCHEDULES}")
+    raise ConfigError(
+        f"unknown schedule '{schedule}'{did_you_mean(schedule, SCHEDULES)}; choose one of {SCHEDULES}"
+    )
 
 
 def build_scheduler(
@@ -95,7 +99,9 @@ def build_scheduler(
     ``milestones`` are epochs (fractional allowed) at which ``multistep`` multiplies the LR by ``gamma``.
     """
     if schedule not in SCHEDULES:
-        raise ConfigError(f"unknown schedule '{schedule}'{did_you_mean(schedule, SCHEDULES)}; choose one of {SCHEDULES}")
+        raise ConfigError(
+            f"unknown schedule '{schedule}'{did_you_mean(schedule, SCHEDULES)}; choose one of {SCHEDULES}"
+        )
     if warmup_epochs < 0 or warmup_epochs > epochs:
         raise ConfigError(f"warmup_epochs must be in [0, epochs={epochs}]; got {warmup_epochs}")
     total = epochs * steps_per_epoch

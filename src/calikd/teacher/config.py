@@ -32,15 +32,21 @@ class TeacherConfig:
     nesterov: bool = option(True, "Nesterov momentum for SGD")
     weight_decay: float = option(5e-4, "weight decay (not applied to biases and norm parameters)", min=0.0)
     schedule: str = option("cosine", "learning-rate schedule", choices=SCHEDULES)
-    milestones: list[float] = option([], "epochs at which multistep decays the LR (default: 50% and 75%)", min=0.0)
+    milestones: list[float] = option(
+        [], "epochs at which multistep decays the LR (default: 50% and 75%)", min=0.0
+    )
     gamma: float = option(0.1, "multistep decay factor", min=0.0, exclusive_min=True, max=1.0)
     warmup_epochs: float = option(0.0, "linear warm-up length in epochs (fractions allowed)", min=0.0)
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy", min=0.0, max=0.99)
-    grad_clip: float | None = option(None, "clip the gradient norm to this value", min=0.0, exclusive_min=True)
+    grad_clip: float | None = option(
+        None, "clip the gradient norm to this value", min=0.0, exclusive_min=True
+    )
     augment: bool = option(True, "random crop (+ flip where the dataset allows) during training")
     crop_padding: int | None = option(None, "random-crop padding in pixels (default: per dataset)", min=0)
     hflip: bool | None = option(None, "horizontal flips (default: per dataset; off for digits)")
-    precision: str = option("auto", "auto = bf16 autocast + channels_last where fast, else fp32", choices=PRECISION_CHOICES)
+    precision: str = option(
+        "auto", "auto = bf16 autocast + channels_last where fast, else fp32", choices=PRECISION_CHOICES
+    )
     device: str = option("auto", "auto = CUDA when available, else CPU", choices=DEVICE_CHOICES)
     seed: int = option(0, "seed of initialisation, shuffling and augmentation", min=0)
     out: str | None = option(None, "output folder (default: runs/teachers/<dataset>-<model>-s<seed>)")

@@ -1,4 +1,4 @@
-"""Train a teacher: per-epoch validation, atomic safetensors checkpoints, exact resume, test metrics at the end."""
+"""Train a teacher: per-epoch validation, atomic checkpoints, exact resume, test metrics at the end."""
 
 from __future__ import annotations
 
@@ -30,13 +30,20 @@ from calikd.utils.io import atomic_write_json, ensure_writable_dir
 from calikd.utils.seed import derive_seed, make_generator
 
 # Config keys that may change between a run and its resumption without changing the result.
-RESUME_MAY_DIFFER = frozenset({"resume", "overwrite", "progress", "device", "out", "eval_batch_size", "data_dir", "download"})
+RESUME_MAY_DIFFER = frozenset(
+    {"resume", "overwrite", "progress", "device", "out", "eval_batch_size", "data_dir", "download"}
+)
 
 
 # Files a teacher run writes into its output folder (removed first by --overwrite).
-RUN_FILES = tuple(
-    f"{stem}{suffix}" for stem in ("last", "best") for suffix in (".safetensors", ".json", ".state.safetensors", ".state.json")
-) + ("summary.json",)
+RUN_FILES = (
+    *(
+        f"{stem}{ext}"
+        for stem in ("last", "best")
+        for ext in (".safetensors", ".json", ".state.safetensors", ".state.json")
+    ),
+    "summary.json",
+)
 
 
 @dataclass
@@ -64,7 +71,9 @@ class TeacherResult:
         return out
 
 
-def checkpoint_meta(config: TeacherConfig, data: DatasetSplits, epoch: int, metrics: dict[str, float]) -> dict:
+def checkpoint_meta(
+    config: TeacherConfig, data: DatasetSplits, epoch: int, metrics: dict[str, float]
+) -> dict:
     """Metadata stored beside the weights: enough to rebuild the model and its input pipeline."""
     info = data.info
     return {
@@ -189,7 +198,9 @@ def train_teacher(
         )
     info = data.info
     torch.manual_seed(derive_seed(config.seed, "init"))
-    model = create_model(config.model, num_classes=info.num_classes, in_channels=info.in_channels, **config.model_kwargs)
+    model = create_model(
+        config.model, num_classes=info.num_classes, in_channels=info.in_channels, **config.model_kwargs
+    )
     model.to(device)
     if precision.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -208,7 +219,9 @@ def train_teacher(
         for stale in RUN_FILES:
             (out_dir / stale).unlink(missing_ok=True)
 
-    loader = BatchLoader(data.train, config.batch_size, shuffle=True, seed=config.seed, drop_last=True, device=device)
+    loader = BatchLoader(
+        data.train, config.batch_size, shuffle=True, seed=config.seed, drop_last=True, device=device
+    )
     if len(loader) == 0:
         raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(data.train)} training samples")
     optimizer = build_optimizer(
@@ -287,7 +300,12 @@ def train_teacher(
         record.update({f"train_{k}": v for k, v in train_stats.items()})
         if len(data.val):
             logits, labels = predict_logits(
-                model, data.val, eval_tf, device=device, precision=precision, batch_size=config.eval_batch_size
+                model,
+                data.val,
+                eval_tf,
+                device=device,
+                precision=precision,
+                batch_size=config.eval_batch_size,
             )
             val = summary_metrics(logits, labels)
             record.update({f"val_{k}": v for k, v in val.items()})
@@ -315,13 +333,20 @@ def train_teacher(
 
     wall = time.perf_counter() - wall_start
     test_last = summary_metrics(
-        *predict_logits(model, data.test, eval_tf, device=device, precision=precision, batch_size=config.eval_batch_size)
+        *predict_logits(
+            model, data.test, eval_tf, device=device, precision=precision, batch_size=config.eval_batch_size
+        )
     )
     best_model = copy.deepcopy(model)
     load_state_into(best_model, read_checkpoint(out_dir / "best").state_dict)
     test_best = summary_metrics(
         *predict_logits(
-            best_model, data.test, eval_tf, device=device, precision=precision, batch_size=config.eval_batch_size
+            best_model,
+            data.test,
+            eval_tf,
+            device=device,
+            precision=precision,
+            batch_size=config.eval_batch_size,
         )
     )
     trained = [h for h in history if h["epoch"] >= start_epoch]

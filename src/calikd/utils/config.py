@@ -1,8 +1,9 @@
 """Typed dataclass configs shared by YAML files and CLI flags.
 
-A config is a dataclass whose fields are declared with :func:`option` (default, help, choices, bounds). The same
-field names are valid YAML keys (``snake_case``) and CLI flags (``--kebab-case``). Unknown keys, wrong types and
-out-of-range numbers raise :class:`~calikd.errors.ConfigError` naming the key (and the nearest valid one).
+A config is a dataclass whose fields are declared with :func:`option` (default, help, choices, bounds).
+The same field names are valid YAML keys (``snake_case``) and CLI flags (``--kebab-case``). Unknown keys,
+wrong types and out-of-range numbers raise :class:`~calikd.errors.ConfigError` naming the key (and the
+nearest valid one).
 Precedence: dataclass defaults < ``--config FILE.yaml`` < flags given on the command line.
 """
 
@@ -50,7 +51,7 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
 
 
 def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Check ``value`` against the annotation ``tp`` (int accepted for float); raise a ConfigError naming ``key``."""
+    """Check ``value`` against the annotation ``tp`` (an int is a valid float); errors name ``key``."""
     base, optional = _unwrap_optional(tp)
     if value is None:
         if optional:
@@ -77,7 +78,9 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             raise ConfigError(f"config key '{key}' must be a number; got {value!r}")
         return float(value)
     if base is int:
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+        if isinstance(value, bool) or not (
+            isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        ):
             raise ConfigError(f"config key '{key}' must be an integer; got {value!r}")
         return int(value)
     if base is str:
@@ -152,7 +155,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file '{path}' must hold a mapping of keys to values, not {type(data).__name__}")
+        raise ConfigError(
+            f"config file '{path}' must hold a mapping of keys to values, not {type(data).__name__}"
+        )
     return data
 
 
@@ -184,7 +189,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tu
             parser.add_argument(flag, nargs="*", type=_parse_kv, metavar="KEY=VALUE", **kwargs)
         else:
             choices = meta.get("choices")
-            parser.add_argument(flag, type=base, choices=choices, metavar=None if choices else name.upper(), **kwargs)
+            parser.add_argument(
+                flag, type=base, choices=choices, metavar=None if choices else name.upper(), **kwargs
+            )
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace, *, config_file: str | None = None) -> T:

@@ -18,7 +18,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is available", hint="use --device auto or cpu")
+        raise ConfigError(
+            "--device cuda was asked for but no CUDA GPU is available", hint="use --device auto or cpu"
+        )
     if name.split(":")[0] not in ("cpu", "cuda"):
         raise ConfigError(f"unknown device '{name}'", hint=f"choose one of {', '.join(DEVICE_CHOICES)}")
     return torch.device(name)
@@ -61,12 +63,11 @@ class Precision:
 def resolve_precision(precision: str, device: torch.device) -> Precision:
     """``auto`` -> bf16 autocast + channels_last where the hardware runs bf16 fast, else fp32."""
     if precision not in PRECISION_CHOICES:
-        raise ConfigError(f"unknown precision '{precision}'", hint=f"choose one of {', '.join(PRECISION_CHOICES)}")
+        raise ConfigError(
+            f"unknown precision '{precision}'", hint=f"choose one of {', '.join(PRECISION_CHOICES)}"
+        )
     if precision == "auto":
-        if device.type == "cuda":
-            fast = torch.cuda.is_bf16_supported()
-        else:
-            fast = cpu_has_fast_bf16()
+        fast = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_fast_bf16()
         precision = "bf16" if fast else "fp32"
     if precision == "bf16":
         return Precision("bf16", torch.bfloat16, channels_last=True)
