@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,82 @@ def predict_logits(
     return torch.cat(outputs), torch.cat(labels)
 
 
+@dataclasses.dataclass
+class CheckpointOutputs:
+    """Logits of a checkpoint on some splits of a dataset, with the checkpoint's metadata."""
+
+    meta: dict[str, Any]
+    dataset: str
+    logits: dict[str, tuple[torch.Tensor, torch.Tensor]]  # split -> (logits (N, C), labels (N,))
+
+
+def checkpoint_logits(
+    path: str | Path,
+    splits: Sequence[str] = ("test",),
+    *,
+    dataset: str | None = None,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 1024,
+    show_progress: bool = False,
+) -> CheckpointOutputs:
+    """Run a checkpoint over ``splits`` of its own (or another, same-shaped) dataset.
+
+    The checkpoint's own normalization, validation fraction, split seed and dataset options are used, so
+    ``"val"`` is the very split its training held out.
+    """
+    from calikd.data import DatasetInfo, build_eval_transform, load_dataset
+    from calikd.errors import CheckpointError
+    from calikd.store import load_model
+    from calikd.utils.device import resolve_device, resolve_precision
+
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    model, meta = load_model(path)
+    ds_meta = dict(meta.get("dataset", {}))
+    name = dataset or ds_meta.get("name")
+    if not name:
+        raise CheckpointError(f"checkpoint '{path}' does not record its dataset", hint="pass --dataset")
+    own = name == ds_meta.get("name")
+    data = load_dataset(
+        name,
+        data_dir,
+        val_fraction=ds_meta.get("val_fraction", 0.1),
+        split_seed=ds_meta.get("split_seed", 0),
+        download=download,
+        **(ds_meta.get("options", {}) if own else {}),
+    )
+    if data.info.num_classes != meta["num_classes"] or data.info.in_channels != meta["in_channels"]:
+        raise CheckpointError(
+            f"checkpoint '{path}' is for {meta['num_classes']} classes and {meta['in_channels']} channels, "
+            f"but dataset '{name}' has {data.info.num_classes} classes and {data.info.in_channels} channels"
+        )
+    fields = {f.name for f in dataclasses.fields(DatasetInfo)}
+    trained_info = (
+        DatasetInfo.from_dict({k: v for k, v in ds_meta.items() if k in fields}) if ds_meta else data.info
+    )
+    model.to(dev)
+    if prec.channels_last:
+        model.to(memory_format=torch.channels_last)
+    transform = build_eval_transform(trained_info)
+    outputs = {
+        split: predict_logits(
+            model,
+            data.split(split),
+            transform,
+            device=dev,
+            precision=prec,
+            batch_size=batch_size,
+            show_progress=show_progress,
+            desc=split,
+        )
+        for split in splits
+    }
+    return CheckpointOutputs(meta=meta, dataset=data.info.name, logits=outputs)
+
+
 def evaluate_checkpoint(
     path: str | Path,
     *,
@@ -58,57 +134,25 @@ def evaluate_checkpoint(
     batch_size: int = 1024,
     show_progress: bool = False,
 ) -> dict[str, Any]:
-    """Accuracy, NLL and ECE of a checkpoint on a split of its own (or another, same-shaped) dataset.
-
-    The checkpoint's own normalization, validation fraction and split seed are used, so ``split="val"`` is
-    the very split its training held out.
-    """
-    from calikd.data import DatasetInfo, build_eval_transform, load_dataset
-    from calikd.errors import CheckpointError
+    """The full metrics suite of a checkpoint on one split (see :func:`checkpoint_logits`)."""
     from calikd.metrics import summary_metrics
-    from calikd.store import load_model
-    from calikd.utils.device import resolve_device, resolve_precision
 
-    model, meta = load_model(path)
-    ds_meta = dict(meta.get("dataset", {}))
-    name = dataset or ds_meta.get("name")
-    if not name:
-        raise CheckpointError(f"checkpoint '{path}' does not record its dataset", hint="pass --dataset")
-    data = load_dataset(
-        name,
-        data_dir,
-        val_fraction=ds_meta.get("val_fraction", 0.1),
-        split_seed=ds_meta.get("split_seed", 0),
+    out = checkpoint_logits(
+        path,
+        (split,),
+        dataset=dataset,
+        data_dir=data_dir,
         download=download,
-        **(ds_meta.get("options", {}) if name == ds_meta.get("name") else {}),
-    )
-    if data.info.num_classes != meta["num_classes"] or data.info.in_channels != meta["in_channels"]:
-        raise CheckpointError(
-            f"checkpoint '{path}' is for {meta['num_classes']} classes and {meta['in_channels']} channels, "
-            f"but dataset '{name}' has {data.info.num_classes} classes and {data.info.in_channels} channels"
-        )
-    fields = {f.name for f in dataclasses.fields(DatasetInfo)}
-    trained_info = (
-        DatasetInfo.from_dict({k: v for k, v in ds_meta.items() if k in fields}) if ds_meta else data.info
-    )
-    dev = resolve_device(device)
-    prec = resolve_precision(precision, dev)
-    model.to(dev)
-    if prec.channels_last:
-        model.to(memory_format=torch.channels_last)
-    logits, labels = predict_logits(
-        model,
-        data.split(split),
-        build_eval_transform(trained_info),
-        device=dev,
-        precision=prec,
+        device=device,
+        precision=precision,
         batch_size=batch_size,
         show_progress=show_progress,
     )
+    logits, labels = out.logits[split]
     return {
         "checkpoint": str(path),
-        "model": meta["model"]["name"],
-        "dataset": data.info.name,
+        "model": out.meta["model"]["name"],
+        "dataset": out.dataset,
         "split": split,
         "num_samples": len(labels),
         "metrics": summary_metrics(logits, labels),
