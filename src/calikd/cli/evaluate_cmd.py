@@ -17,6 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="a .safetensors file, its .json, or a run folder (uses last.*)")
     parser.add_argument("--dataset", help="dataset to evaluate on (default: the checkpoint's own)")
     parser.add_argument("--split", choices=("test", "val", "train"), default="test")
+    parser.add_argument(
+        "--calibration",
+        default="none",
+        metavar="none|auto|PATH",
+        help="apply a calibrator first: auto = the one `calikd calibrate` stored next to the checkpoint",
+    )
+    parser.add_argument("--n-bins", type=int, default=15, help="bins of the calibration metrics")
     parser.add_argument("--data-dir", help="folder holding the dataset files")
     parser.add_argument("--download", action="store_true", help="download the dataset if missing")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
@@ -31,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint,
         dataset=args.dataset,
         split=args.split,
+        calibration=args.calibration,
+        n_bins=args.n_bins,
         data_dir=args.data_dir,
         download=args.download,
         device=args.device,
@@ -41,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     metrics = result["metrics"]
-    print(f"{result['model']} on {result['dataset']} [{result['split']}], {result['num_samples']} samples")
-    print(format_table(["metric", "value"], [[k, v] for k, v in metrics.items()]))
+    calibrated = f", calibrated by {result['calibrator']}" if result["calibrator"] else ""
+    where = f"{result['model']} on {result['dataset']} [{result['split']}]"
+    print(f"{where}, {result['num_samples']} samples{calibrated}")
+    print(format_table(["metric", "value"], [[k, v] for k, v in metrics.items() if v is not None]))
     if args.json:
         atomic_write_json(Path(args.json), result)
         print(f"wrote {args.json}")

@@ -15,7 +15,7 @@ from calikd.engine.progress import progress_bar
 from calikd.utils.device import Precision
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the logits may feed autograd later (calibrator fits)
 def predict_logits(
     model: nn.Module,
     dataset: ArrayDataset,
@@ -127,6 +127,8 @@ def evaluate_checkpoint(
     *,
     dataset: str | None = None,
     split: str = "test",
+    calibration: str | Path = "none",
+    n_bins: int = 15,
     data_dir: str | Path | None = None,
     download: bool = False,
     device: str = "auto",
@@ -134,9 +136,27 @@ def evaluate_checkpoint(
     batch_size: int = 1024,
     show_progress: bool = False,
 ) -> dict[str, Any]:
-    """The full metrics suite of a checkpoint on one split (see :func:`checkpoint_logits`)."""
-    from calikd.metrics import summary_metrics
+    """The full metrics suite of a checkpoint on one split (see :func:`checkpoint_logits`).
 
+    ``calibration``: ``"none"`` (raw logits), ``"auto"`` (the calibrator stored next to the checkpoint by
+    ``calikd calibrate``; an error if there is none) or the path of a calibrator file.
+    """
+    from calikd.calibration import load_calibrator
+    from calikd.errors import ConfigError
+    from calikd.metrics import calibration_report
+    from calikd.teacher.calibrate import find_calibrator
+
+    calibrator_path: Path | None = None
+    if str(calibration) == "auto":
+        calibrator_path = find_calibrator(path)
+        if calibrator_path is None:
+            raise ConfigError(
+                f"--calibration auto: checkpoint '{path}' has no calibrator next to it",
+                hint=f"run `calikd calibrate {path}` first, or use --calibration none",
+            )
+    elif str(calibration) != "none":
+        calibrator_path = Path(calibration)
+    calibrator = load_calibrator(calibrator_path) if calibrator_path is not None else None
     out = checkpoint_logits(
         path,
         (split,),
@@ -149,11 +169,16 @@ def evaluate_checkpoint(
         show_progress=show_progress,
     )
     logits, labels = out.logits[split]
+    if calibrator is not None:
+        logits = calibrator.transform(logits)
+    report = calibration_report(logits, labels, n_bins=n_bins)
     return {
         "checkpoint": str(path),
         "model": out.meta["model"]["name"],
         "dataset": out.dataset,
         "split": split,
+        "calibrator": str(calibrator_path) if calibrator_path else None,
         "num_samples": len(labels),
-        "metrics": summary_metrics(logits, labels),
+        "metrics": report.scalars(),
+        "reliability": report.reliability.to_dict(),
     }

@@ -1,0 +1,74 @@
+"""``calikd calibrate``: fit calibrators on a checkpoint's held-out val split; report test metrics."""
+
+from __future__ import annotations
+
+import argparse
+
+from calikd.calibration import list_calibrators
+from calikd.cli.output import format_table
+from calikd.errors import ConfigError
+from calikd.teacher.calibrate import OBJECTIVES, calibrate_checkpoint
+from calikd.utils.device import DEVICE_CHOICES, PRECISION_CHOICES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "calibrate",
+        help="fit calibrators on a checkpoint's val split",
+        description="Fit post-hoc calibrators on the held-out val split of a checkpoint's dataset and write "
+        "them next to the checkpoint (<stem>.calibrator.json: the first method, used by distillation's "
+        "--teacher-calibration auto), with a JSON + Markdown + PNG report of test metrics before and after.",
+    )
+    parser.add_argument("checkpoint", help="a .safetensors file, its .json, or a run folder (uses last.*)")
+    methods = [*list_calibrators(), "all"]
+    parser.add_argument(
+        "--method", nargs="+", default=["temperature"], metavar="METHOD", help=f"one or more of {methods}"
+    )
+    parser.add_argument(
+        "--objective", choices=OBJECTIVES, default="nll", help="temperature-scaling objective"
+    )
+    parser.add_argument("--fit-split", default="val", help="split to fit on (only val; test is refused)")
+    parser.add_argument("--n-bins", type=int, default=15, help="bins of the calibration metrics")
+    parser.add_argument("--data-dir", help="folder holding the dataset files")
+    parser.add_argument("--download", action="store_true", help="download the dataset if missing")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--no-plots", action="store_true", help="skip the reliability-diagram PNG")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.fit_split != "val":
+        raise ConfigError(
+            f"refusing to fit calibration on the '{args.fit_split}' split",
+            hint="calibrators are fitted on the held-out val split; test is for reporting only, and "
+            "the model was trained on train",
+        )
+    if args.n_bins < 1:
+        raise ConfigError(f"--n-bins must be >= 1; got {args.n_bins}")
+    outcome = calibrate_checkpoint(
+        args.checkpoint,
+        args.method,
+        objective=args.objective,
+        n_bins=args.n_bins,
+        data_dir=args.data_dir,
+        download=args.download,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        plots=not args.no_plots,
+    )
+    shown = ("accuracy", "nll", "brier", "ece", "ace", "oe")
+    rows = [["uncalibrated", *(getattr(outcome.before["test"], k) for k in shown)]]
+    rows += [[m, *(getattr(outcome.after[m]["test"], k) for k in shown)] for m in outcome.methods]
+    print(f"calibrators fitted on val ({outcome.before['val'].n_samples} samples); test metrics:")
+    print(format_table(["calibrator", *shown], rows))
+    temperature = outcome.records.get("temperature", {}).get("params", {}).get("temperature")
+    if temperature is not None:
+        print(f"fitted temperature: {temperature:.6f}")
+    for method, path in outcome.artifacts.items():
+        print(f"calibrator ({method}): {path}")
+    for path in [*outcome.report_files, *([outcome.plot] if outcome.plot else [])]:
+        print(f"report: {path}")
+    return 0

@@ -1,0 +1,229 @@
+"""Calibrate a teacher checkpoint: fit calibrators on its held-out val split, compare test metrics.
+
+Artifacts live next to the checkpoint ``<stem>.safetensors``:
+
+- ``<stem>.calibrator.json`` (+ ``.safetensors``): the primary calibrator (the one method asked for, or
+  temperature scaling with ``--method all``); distillation picks it up with ``--teacher-calibration auto``.
+- ``<stem>.calibrator-<method>.json``: every other fitted method.
+- ``<stem>.calibration.json`` / ``.md`` / ``.png``: the report (val and test metrics before and after, fitted
+  parameters, reliability diagrams).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calikd.calibration import Calibrator, create_calibrator, list_calibrators
+from calikd.engine.evaluate import checkpoint_logits
+from calikd.errors import CalikdError, ConfigError, did_you_mean
+from calikd.metrics import CalibrationReport, calibration_report
+from calikd.report import ReliabilityPanel, plot_reliability_diagrams
+from calikd.store.checkpoint import resolve_paths
+from calikd.utils.io import atomic_write_bytes, atomic_write_json
+
+OBJECTIVES = ("nll", "ece", "ace", "brier")
+TABLE_METRICS = (
+    "accuracy",
+    "nll",
+    "brier",
+    "ece",
+    "ace",
+    "mce",
+    "classwise_ece",
+    "oe",
+    "ece_over",
+    "ece_under",
+)
+
+
+def checkpoint_stem(checkpoint: str | Path) -> Path:
+    """The path of a checkpoint without suffix (``runs/t/last``), from any form ``read_checkpoint`` takes."""
+    return Path(resolve_paths(checkpoint).stem)
+
+
+def calibrator_stem(checkpoint: str | Path, method: str | None = None) -> Path:
+    """Where the (primary, when ``method`` is None) calibrator of ``checkpoint`` is stored."""
+    stem = checkpoint_stem(checkpoint)
+    return _suffixed(stem, ".calibrator" if method is None else f".calibrator-{method}")
+
+
+def _suffixed(stem: Path, suffix: str) -> Path:
+    """``stem`` + ``suffix``; unlike ``with_suffix`` it keeps the dots in ``last.calibrator``."""
+    return stem.with_name(stem.name + suffix)
+
+
+def find_calibrator(checkpoint: str | Path) -> Path | None:
+    """The primary calibrator file next to ``checkpoint``, or None if it was never calibrated."""
+    path = _suffixed(calibrator_stem(checkpoint), ".json")
+    return path if path.exists() else None
+
+
+def resolve_methods(methods: Sequence[str]) -> list[str]:
+    """Expand ``all`` and check the names; the first method is the primary one."""
+    known = list_calibrators()
+    names: list[str] = []
+    for name in methods:
+        expanded = (["temperature"] + [m for m in known if m != "temperature"]) if name == "all" else [name]
+        for method in expanded:
+            if method not in known:
+                raise ConfigError(
+                    f"unknown calibration method '{method}'{did_you_mean(method, [*known, 'all'])}",
+                    hint=f"choose from: {', '.join([*known, 'all'])}",
+                )
+            if method not in names:
+                names.append(method)
+    if not names:
+        raise ConfigError("no calibration method given", hint=f"choose from: {', '.join([*known, 'all'])}")
+    return names
+
+
+@dataclass
+class CalibrationOutcome:
+    """Everything a calibration run produced."""
+
+    checkpoint: str
+    dataset: str
+    fit_split: str
+    methods: list[str]
+    objective: str
+    before: dict[str, CalibrationReport]  # split -> report
+    after: dict[str, dict[str, CalibrationReport]]  # method -> split -> report
+    records: dict[str, dict[str, Any]]  # method -> what the calibrator fitted
+    artifacts: dict[str, str] = field(default_factory=dict)  # method -> calibrator JSON path
+    report_files: list[str] = field(default_factory=list)
+    plot: str | None = None  # reliability diagrams (PNG)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (reports as dicts)."""
+        return {
+            "checkpoint": self.checkpoint,
+            "dataset": self.dataset,
+            "fit_split": self.fit_split,
+            "methods": self.methods,
+            "objective": self.objective,
+            "before": {s: r.to_dict() for s, r in self.before.items()},
+            "after": {m: {s: r.to_dict() for s, r in d.items()} for m, d in self.after.items()},
+            "records": self.records,
+            "artifacts": self.artifacts,
+            "report_files": self.report_files,
+            "plot": self.plot,
+        }
+
+    def markdown(self) -> str:
+        """A Markdown table of test metrics before and after each calibrator."""
+        rows = [("uncalibrated", self.before["test"], "")]
+        for method in self.methods:
+            params = self.records[method].get("params", {})
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in params.items() if isinstance(v, float))
+            rows.append((method, self.after[method]["test"], shown))
+        head = "| calibrator | " + " | ".join(TABLE_METRICS) + " | fitted |"
+        sep = "|" + "---|" * (len(TABLE_METRICS) + 2)
+        lines = [
+            f"# Calibration of `{self.checkpoint}`",
+            "",
+            f"Calibrators fitted on the **{self.fit_split}** split of `{self.dataset}`"
+            f" (temperature objective: {self.objective}); metrics on the **test** split,"
+            f" {self.before['test'].n_samples} samples, {self.before['test'].n_bins} bins.",
+            "",
+            head,
+            sep,
+        ]
+        for name, report, params in rows:
+            values = " | ".join(f"{getattr(report, k):.4f}" for k in TABLE_METRICS)
+            lines.append(f"| {name} | {values} | {params} |")
+        if self.plot:
+            lines += ["", f"![reliability diagrams before and after calibration]({Path(self.plot).name})"]
+        return "\n".join(lines) + "\n"
+
+
+def calibrate_checkpoint(
+    checkpoint: str | Path,
+    methods: Sequence[str] = ("temperature",),
+    *,
+    objective: str = "nll",
+    fit_split: str = "val",
+    n_bins: int = 15,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 1024,
+    write: bool = True,
+    plots: bool = True,
+) -> CalibrationOutcome:
+    """Fit ``methods`` on ``fit_split`` of the checkpoint's dataset; report val and test metrics.
+
+    ``fit_split="test"`` is allowed here but warns (the CLI refuses it). With ``write`` the calibrators and
+    the report are written next to the checkpoint (see the module docstring).
+    """
+    names = resolve_methods(methods)
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective '{objective}'{did_you_mean(objective, OBJECTIVES)}")
+    if fit_split not in ("val", "train", "test"):
+        raise ConfigError(f"unknown split '{fit_split}'; fit on 'val'")
+    if fit_split == "train":
+        warnings.warn(
+            "fitting a calibrator on the training split: the model has seen it; use val", stacklevel=2
+        )
+    stem = checkpoint_stem(checkpoint)
+    splits = tuple(dict.fromkeys((fit_split, "val", "test")))
+    outputs = checkpoint_logits(
+        checkpoint,
+        splits,
+        data_dir=data_dir,
+        download=download,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+    )
+    fit_logits, fit_labels = outputs.logits[fit_split]
+    if len(fit_labels) == 0:
+        raise ConfigError(
+            f"the '{fit_split}' split of checkpoint '{checkpoint}' is empty (trained with val_fraction=0?)",
+            hint="retrain the teacher with a held-out validation split (e.g. --val-fraction 0.1)",
+        )
+    before = {s: calibration_report(*outputs.logits[s], n_bins=n_bins) for s in ("val", "test")}
+    fitted: dict[str, Calibrator] = {}
+    for method in names:
+        kwargs = {"objective": objective} if method == "temperature" else {}
+        try:
+            fitted[method] = create_calibrator(method, **kwargs).fit(fit_logits, fit_labels, split=fit_split)
+        except CalikdError as exc:
+            raise type(exc)(f"{method}: {exc.message}", exc.hint) from exc
+    after = {
+        m: {
+            s: calibration_report(cal.transform(outputs.logits[s][0]), outputs.logits[s][1], n_bins=n_bins)
+            for s in ("val", "test")
+        }
+        for m, cal in fitted.items()
+    }
+    outcome = CalibrationOutcome(
+        checkpoint=str(checkpoint),
+        dataset=outputs.dataset,
+        fit_split=fit_split,
+        methods=names,
+        objective=objective,
+        before=before,
+        after=after,
+        records={m: cal.record for m, cal in fitted.items()},
+    )
+    if write:
+        targets = {m: calibrator_stem(stem, None if i == 0 else m) for i, m in enumerate(fitted)}
+        outcome.artifacts = {m: str(_suffixed(t, ".json")) for m, t in targets.items()}
+        paths = {ext: _suffixed(stem, f".calibration{ext}") for ext in (".json", ".md", ".png")}
+        if plots:
+            panels = [ReliabilityPanel("uncalibrated (test)", before["test"].reliability, before["test"].ece)]
+            for m in names:
+                report = after[m]["test"]
+                panels.append(ReliabilityPanel(f"{m} (test)", report.reliability, report.ece))
+            outcome.plot = str(plot_reliability_diagrams(panels, paths[".png"]))
+        outcome.report_files = [str(paths[".json"]), str(paths[".md"])]
+        atomic_write_bytes(paths[".md"], outcome.markdown().encode())
+        atomic_write_json(paths[".json"], outcome.to_dict())
+        for method, cal in fitted.items():  # last: a failure above leaves no calibrator behind
+            cal.save(targets[method])
+    return outcome
