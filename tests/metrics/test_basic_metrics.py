@@ -33,7 +33,8 @@ def test_ece_by_hand() -> None:
     # confidences 0.7 (correct), 0.6 (wrong), 0.5 (wrong), 0.9 (correct); 10 bins
     logits = logits_for([[0.7, 0.3], [0.4, 0.6], [0.5, 0.5], [0.9, 0.1]])
     labels = torch.tensor([0, 0, 1, 0])
-    # sample 3: argmax of a tie is class 0 -> wrong; bins: 0.7 -> (0.6,0.7], 0.6 -> (0.5,0.6], 0.5 -> (0.4,0.5]
+    # sample 3: argmax of a tie is class 0 -> wrong
+    # bins: 0.7 -> (0.6,0.7], 0.6 -> (0.5,0.6], 0.5 -> (0.4,0.5]
     expected = (abs(0.7 - 1) + abs(0.6 - 0) + abs(0.5 - 0) + abs(0.9 - 1)) / 4
     assert expected_calibration_error(logits, labels, n_bins=10) == pytest.approx(expected, abs=1e-9)
     # one bin: |mean conf - mean acc|
