@@ -1,6 +1,6 @@
 """Training throughput of a few models on this CPU (not a test; run by hand).
 
-    .venv/bin/python tests/models/bench_train_speed.py [--models cnn mlp resnet20] [--steps 30]
+    .venv/bin/python benchmarks/models_train_speed.py [--models cnn mlp resnet20] [--steps 30]
 
 Measures img/s of full training steps (forward + backward + SGD step), batch 128, 1x28x28 inputs,
 10 classes, in fp32 and in bf16 autocast with channels_last, in one process. Each configuration is timed in
