@@ -10,9 +10,10 @@ from collections.abc import Iterator
 
 from calikd.errors import ConfigError
 
-#: Target number of logits per chunk (``2**20``: 4 MiB per float32 work buffer; a good CPU cache/overhead
-#: trade-off; see ``benchmarks/metrics_speed.py``).
-CHUNK_ELEMENTS = 1 << 20
+#: Target number of logits per chunk: ``2**22``, i.e. 16 MiB per float32 work buffer (32 MiB in float64).
+#: Smaller chunks cost more per-chunk overhead (and more OpenMP barriers); larger ones gain nothing
+#: measurable on CPU (``benchmarks/metrics_speed.py``).
+CHUNK_ELEMENTS = 1 << 22
 
 
 def chunk_rows(num_classes: int, chunk_size: int | None = None) -> int:
