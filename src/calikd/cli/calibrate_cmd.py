@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 from calikd.calibration import list_calibrators
+from calikd.cli.arguments import add_checkpoint_run_arguments, checkpoint_run_kwargs
 from calikd.cli.output import format_table
 from calikd.errors import ConfigError
 from calikd.teacher.calibrate import OBJECTIVES, calibrate_checkpoint
-from calikd.utils.device import DEVICE_CHOICES, PRECISION_CHOICES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,12 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--objective", choices=OBJECTIVES, default="nll", help="temperature-scaling objective"
     )
     parser.add_argument("--fit-split", default="val", help="split to fit on (only val; test is refused)")
-    parser.add_argument("--n-bins", type=int, default=15, help="bins of the calibration metrics")
-    parser.add_argument("--data-dir", help="folder holding the dataset files")
-    parser.add_argument("--download", action="store_true", help="download the dataset if missing")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
-    parser.add_argument("--batch-size", type=int, default=1024)
+    add_checkpoint_run_arguments(parser)
     parser.add_argument("--no-plots", action="store_true", help="skip the reliability-diagram PNG")
     parser.set_defaults(handler=run)
 
@@ -45,18 +40,11 @@ def run(args: argparse.Namespace) -> int:
             hint="calibrators are fitted on the held-out val split; test is for reporting only, and "
             "the model was trained on train",
         )
-    if args.n_bins < 1:
-        raise ConfigError(f"--n-bins must be >= 1; got {args.n_bins}")
     outcome = calibrate_checkpoint(
         args.checkpoint,
         args.method,
         objective=args.objective,
-        n_bins=args.n_bins,
-        data_dir=args.data_dir,
-        download=args.download,
-        device=args.device,
-        precision=args.precision,
-        batch_size=args.batch_size,
+        **checkpoint_run_kwargs(args),
         plots=not args.no_plots,
     )
     shown = ("accuracy", "nll", "brier", "ece", "ace", "oe")

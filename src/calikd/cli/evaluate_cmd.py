@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from calikd.cli.arguments import add_checkpoint_run_arguments, checkpoint_run_kwargs
 from calikd.cli.output import format_table
 from calikd.engine import evaluate_checkpoint
-from calikd.utils.device import DEVICE_CHOICES, PRECISION_CHOICES
 from calikd.utils.io import atomic_write_json
 
 
@@ -23,12 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="none|auto|PATH",
         help="apply a calibrator first: auto = the one `calikd calibrate` stored next to the checkpoint",
     )
-    parser.add_argument("--n-bins", type=int, default=15, help="bins of the calibration metrics")
-    parser.add_argument("--data-dir", help="folder holding the dataset files")
-    parser.add_argument("--download", action="store_true", help="download the dataset if missing")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
-    parser.add_argument("--batch-size", type=int, default=1024)
+    add_checkpoint_run_arguments(parser)
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here ('-' for stdout)")
     parser.set_defaults(handler=run)
 
@@ -39,12 +34,7 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         split=args.split,
         calibration=args.calibration,
-        n_bins=args.n_bins,
-        data_dir=args.data_dir,
-        download=args.download,
-        device=args.device,
-        precision=args.precision,
-        batch_size=args.batch_size,
+        **checkpoint_run_kwargs(args),
     )
     if args.json == "-":
         print(json.dumps(result, indent=2))

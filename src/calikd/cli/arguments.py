@@ -1,0 +1,35 @@
+"""Flags shared by the commands that run a checkpoint over a dataset (evaluate, calibrate)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from calikd.errors import ConfigError
+from calikd.utils.device import DEVICE_CHOICES, PRECISION_CHOICES
+
+
+def add_checkpoint_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--n-bins``, ``--data-dir``, ``--download``, ``--device``, ``--precision``, ``--batch-size``."""
+    parser.add_argument("--n-bins", type=int, default=15, help="bins of the calibration metrics")
+    parser.add_argument("--data-dir", help="folder holding the dataset files")
+    parser.add_argument("--download", action="store_true", help="download the dataset if missing")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
+    parser.add_argument("--batch-size", type=int, default=1024)
+
+
+def checkpoint_run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The shared flags as keyword arguments, validated."""
+    if args.n_bins < 1:
+        raise ConfigError(f"--n-bins must be >= 1; got {args.n_bins}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1; got {args.batch_size}")
+    return {
+        "n_bins": args.n_bins,
+        "data_dir": args.data_dir,
+        "download": args.download,
+        "device": args.device,
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+    }
