@@ -4,7 +4,7 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.calikd-installed
-DEMO_EPOCHS ?= 30
+DEMO_EPOCHS ?= 15
 DEMO_OUT ?= runs/demo/resnet20-fashion-mnist
 
 .PHONY: demo test test-slow lint format bench data clean
