@@ -12,6 +12,7 @@ from calikd.calibration import CalibrationOnTestWarning, load_calibrator
 from calikd.cli import main
 from calikd.engine import evaluate_checkpoint
 from calikd.errors import ConfigError
+from calikd.store import read_checkpoint, save_checkpoint
 from calikd.teacher import TeacherConfig, train_teacher
 from calikd.teacher.calibrate import calibrate_checkpoint, find_calibrator
 
@@ -106,3 +107,16 @@ def test_cli_refuses_test_split_and_evaluate_uses_calibrator(
     assert raw["metrics"]["nll"] == pytest.approx(report["before"]["test"]["nll"], abs=1e-6)
     assert calibrated["metrics"]["accuracy"] == raw["metrics"]["accuracy"]
     assert {"ece", "ace", "mce", "brier", "classwise_ece", "oe"} <= set(raw["metrics"])
+
+
+def test_stale_calibrator_is_refused(run: Path) -> None:
+    calibrate_checkpoint(run, ["temperature"], device="cpu", precision="fp32", plots=False)
+    assert evaluate_checkpoint(run, calibration="auto", device="cpu")["calibrator"].endswith(
+        "last.calibrator.json"
+    )
+    ckpt = read_checkpoint(run / "last")
+    weights = {k: v + 0.01 if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
+    save_checkpoint(run / "last", weights, ckpt.meta)  # the run was retrained since it was calibrated
+    with pytest.raises(ConfigError, match="was fitted on other weights"):
+        evaluate_checkpoint(run, calibration="auto", device="cpu")
+    assert evaluate_checkpoint(run, calibration="none", device="cpu")["calibrator"] is None

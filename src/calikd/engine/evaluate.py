@@ -141,22 +141,10 @@ def evaluate_checkpoint(
     ``calibration``: ``"none"`` (raw logits), ``"auto"`` (the calibrator stored next to the checkpoint by
     ``calikd calibrate``; an error if there is none) or the path of a calibrator file.
     """
-    from calikd.calibration import load_calibrator
-    from calikd.errors import ConfigError
     from calikd.metrics import calibration_report
-    from calikd.teacher.calibrate import find_calibrator
+    from calikd.teacher.calibrate import load_checkpoint_calibrator
 
-    calibrator_path: Path | None = None
-    if str(calibration) == "auto":
-        calibrator_path = find_calibrator(path)
-        if calibrator_path is None:
-            raise ConfigError(
-                f"--calibration auto: checkpoint '{path}' has no calibrator next to it",
-                hint=f"run `calikd calibrate {path}` first, or use --calibration none",
-            )
-    elif str(calibration) != "none":
-        calibrator_path = Path(calibration)
-    calibrator = load_calibrator(calibrator_path) if calibrator_path is not None else None
+    calibrator, calibrator_path = load_checkpoint_calibrator(path, calibration)
     out = checkpoint_logits(
         path,
         (split,),

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from calikd.calibration import Calibrator, create_calibrator, list_calibrators
+from calikd.calibration import Calibrator, create_calibrator, list_calibrators, load_calibrator
 from calikd.engine.evaluate import checkpoint_logits
 from calikd.errors import CalikdError, ConfigError, did_you_mean
 from calikd.metrics import CalibrationReport, calibration_report
 from calikd.report import ReliabilityPanel, plot_reliability_diagrams
-from calikd.store.checkpoint import resolve_paths
+from calikd.store.checkpoint import checkpoint_id, resolve_paths
 from calikd.utils.io import atomic_write_bytes, atomic_write_json
 
 OBJECTIVES = ("nll", "ece", "ace", "brier")
@@ -60,6 +60,35 @@ def find_calibrator(checkpoint: str | Path) -> Path | None:
     """The primary calibrator file next to ``checkpoint``, or None if it was never calibrated."""
     path = _suffixed(calibrator_stem(checkpoint), ".json")
     return path if path.exists() else None
+
+
+def load_checkpoint_calibrator(
+    checkpoint: str | Path, calibration: str | Path = "auto"
+) -> tuple[Calibrator | None, Path | None]:
+    """The calibrator to apply to ``checkpoint``'s logits: ``"none"``, ``"auto"`` (the primary one stored next
+    to it; an error if missing) or a path. A calibrator fitted on other weights (the checkpoint was retrained
+    or resumed since) is refused."""
+    if str(calibration) == "none":
+        return None, None
+    if str(calibration) == "auto":
+        path = find_calibrator(checkpoint)
+        if path is None:
+            raise ConfigError(
+                f"checkpoint '{checkpoint}' has no calibrator next to it",
+                hint=f"run `calikd calibrate {checkpoint}` first, or use no calibration ('none')",
+            )
+    else:
+        path = Path(calibration)
+    calibrator = load_calibrator(path)
+    fitted_on = calibrator.record.get("checkpoint_id")
+    current = checkpoint_id(checkpoint)
+    if fitted_on is not None and fitted_on != current:
+        raise ConfigError(
+            f"calibrator '{path}' was fitted on other weights (checkpoint {fitted_on}) than '{checkpoint}' "
+            f"has now ({current})",
+            hint=f"refit it with `calikd calibrate {checkpoint}`",
+        )
+    return calibrator, path
 
 
 def resolve_methods(methods: Sequence[str]) -> list[str]:
@@ -224,6 +253,8 @@ def calibrate_checkpoint(
         outcome.report_files = [str(paths[".json"]), str(paths[".md"])]
         atomic_write_bytes(paths[".md"], outcome.markdown().encode())
         atomic_write_json(paths[".json"], outcome.to_dict())
+        weights = checkpoint_id(stem)
         for method, cal in fitted.items():  # last: a failure above leaves no calibrator behind
+            cal.record["checkpoint_id"] = weights
             cal.save(targets[method])
     return outcome
