@@ -8,7 +8,7 @@ import pytest
 
 from calikd.cli import main
 from calikd.errors import ConfigError
-from calikd.experiments import expand, parse_spec
+from calikd.experiments import expand, load_spec, parse_spec
 from calikd.experiments.reproduce import PRESETS, REPRODUCTIONS, build_spec, reproduce
 
 
@@ -60,3 +60,31 @@ def test_paper_protocols_run_on_tiny_synthetic_data(name: str, tmp_path: Path) -
     )
     assert outcome.ok, outcome.failed
     assert "## The claim" in md.read_text()
+
+
+def test_dry_run_and_export_spec_match_the_reproduction(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["reproduce", "cuk2023", "--preset", "full", "--dry-run"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    expected = expand(parse_spec(build_spec("cuk2023", "full")))
+    assert printed[-1] == "1 teacher, 1 calibrate, 66 distill"
+    assert len(printed) == len(expected) + 1
+    assert {line.split()[1] for line in printed[:-1]} == {p.run_id[:8] for p in expected}
+
+    path = tmp_path / "cuk.yaml"
+    assert main(["reproduce", "cuk2023", "--preset", "full", "--export-spec", str(path)]) == 0
+    assert [p.run_id for p in expand(load_spec(path))] == [p.run_id for p in expected]
+    assert not (tmp_path / "db.sqlite").exists()
+
+
+def test_workers_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["reproduce", "kim2025", "--workers", "0"]) != 0
+    assert "--workers must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_the_student_alone_runs_once_whatever_the_teacher_input() -> None:
+    plans = expand(parse_spec(build_spec("cuk2023", "full")))
+    alone = [p for p in plans if p.kind == "distill" and p.config["method"] == "ce"]
+    assert len(alone) == 2 * 3  # resolutions x seeds
+    assert {p.config["teacher_input"] for p in alone} == {"full"}

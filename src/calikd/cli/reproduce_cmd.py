@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 
+from calikd.errors import ConfigError
 from calikd.store.results import DEFAULT_DB_PATH
 
 
@@ -27,11 +29,39 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="tiny synthetic data of the same shape, one epoch (checks it runs)",
     )
+    parser.add_argument("--dry-run", action="store_true", help="list the runs without executing them")
+    parser.add_argument(
+        "--export-spec",
+        metavar="FILE.yaml",
+        default=None,
+        help="write the reproduction's sweep file (to edit and run with `calikd sweep`) and exit",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from calikd.experiments.reproduce import reproduce
+    from calikd.experiments.reproduce import build_spec, reproduce
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if args.export_spec or args.dry_run:
+        mapping = build_spec(args.name, args.preset, smoke=args.smoke, out=args.out)
+        if args.export_spec:
+            import yaml
+
+            from calikd.utils.io import atomic_write_bytes
+
+            atomic_write_bytes(args.export_spec, yaml.safe_dump(mapping, sort_keys=False).encode())
+            print(f"sweep file: {args.export_spec}  (run it with `calikd sweep {args.export_spec}`)")
+        if args.dry_run:
+            from calikd.experiments import expand, parse_spec
+
+            plans = expand(parse_spec(mapping))
+            for plan in plans:
+                print(f"{plan.kind:<10} {plan.run_id[:8]}  {plan.name}")
+            kinds = Counter(p.kind for p in plans)
+            print(", ".join(f"{n} {k}" for k, n in kinds.items()))
+        return 0
 
     outcome, (md, html) = reproduce(
         args.name, args.preset, db_path=args.db, workers=args.workers, smoke=args.smoke, out=args.out

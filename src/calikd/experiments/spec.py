@@ -285,7 +285,7 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
                         "teacher_calibration": calibration,
                         "kd_augment": augment,
                         "student_resolution": resolution,
-                        "teacher_input": teacher_input if resolution is not None else "full",
+                        "teacher_input": "full" if baseline or resolution is None else teacher_input,
                         "tau": tau,
                         "seed": seed,
                     }
