@@ -66,8 +66,12 @@ def test_bad_sweep_files_are_refused_before_running(tmp_path: Path, overrides: d
 def test_sweep_runs_records_and_restarts(tmp_path: Path) -> None:
     db = str(tmp_path / "calikd.db")
     spec = parse_spec(sweep_dict(tmp_path))
-    outcome = run_sweep(spec, db_path=db, log=None)
+    lines: list[str] = []
+    outcome = run_sweep(spec, db_path=db, log=lines.append)
     assert outcome.ok and outcome.counts["finished"] == 1 + 1 + 3
+    progress = [line for line in lines if line.startswith("  [")]
+    assert [line.split("]")[0].strip() for line in progress] == ["[1/1", "[1/1", "[1/3", "[2/3", "[3/3"]
+    assert "ETA" in progress[2] and "ETA" not in progress[4] and "elapsed" in progress[4]
     with ResultsStore(db) as store:
         runs = store.list_runs(sweep="tiny")
         assert {r.status for r in runs} == {"finished"}

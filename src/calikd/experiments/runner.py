@@ -9,7 +9,7 @@ import multiprocessing
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,12 +90,26 @@ def run_sweep(
                     continue
                 runnable.append(plan)
         say(f"{phase}: {len(runnable)} to run, {len(todo) - len(runnable)} done or blocked")
-        for plan, result in _execute_all(runnable, db_path, workers, threads):
+        start = time.monotonic()
+        for done, (plan, result) in enumerate(_execute_all(runnable, db_path, workers, threads), 1):
             outcome.counts[result] += 1
             if result == "failed":
                 outcome.failed.append(plan.name)
-            say(f"  {plan.kind} {plan.name}: {result}")
+            eta = _eta(start, done, len(runnable))
+            say(f"  [{done}/{len(runnable)}] {plan.kind} {plan.name}: {result}{eta}")
     return outcome
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
+
+
+def _eta(start: float, done: int, total: int) -> str:
+    """`` (elapsed 1:23, ETA 4:56)`` for a phase ``done`` of ``total`` runs into it."""
+    elapsed = time.monotonic() - start
+    left = f", ETA {_clock(elapsed / done * (total - done))}" if done < total else ""
+    return f" (elapsed {_clock(elapsed)}{left})"
 
 
 def _wait_for_others(
@@ -115,13 +129,14 @@ def _wait_for_others(
 
 def _execute_all(
     plans: list[RunPlan], db_path: str, workers: int, threads: int | None
-) -> list[tuple[RunPlan, str]]:
+) -> Iterator[tuple[RunPlan, str]]:
+    """Execute ``plans``, yielding each with its status as it ends."""
     if workers <= 1 or len(plans) <= 1:
-        return [(plan, execute(plan, db_path)) for plan in plans]
+        for plan in plans:
+            yield plan, execute(plan, db_path)
+        return
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-    results = []
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {pool.submit(execute, plan, db_path, threads): plan for plan in plans}
         for future in concurrent.futures.as_completed(futures):
-            results.append((futures[future], future.result()))
-    return results
+            yield futures[future], future.result()
