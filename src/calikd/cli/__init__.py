@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from calikd import __version__
 from calikd.cli import (
     calibrate_cmd,
+    corrupt_cmd,
     data_cmd,
     distill_cmd,
     evaluate_cmd,
@@ -28,6 +29,7 @@ SUBCOMMANDS = (
     calibrate_cmd,
     distill_cmd,
     evaluate_cmd,
+    corrupt_cmd,
     data_cmd,
     models_cmd,
     methods_cmd,

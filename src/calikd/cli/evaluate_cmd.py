@@ -9,6 +9,7 @@ from pathlib import Path
 from calikd.cli.arguments import add_checkpoint_run_arguments, checkpoint_run_kwargs
 from calikd.cli.output import format_table
 from calikd.engine import evaluate_checkpoint
+from calikd.errors import ConfigError
 from calikd.utils.io import atomic_write_json
 
 
@@ -25,10 +26,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_checkpoint_run_arguments(parser)
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here ('-' for stdout)")
+    robust = parser.add_argument_group("robustness under corruption")
+    robust.add_argument(
+        "--corruptions",
+        metavar="all|benchmark|extra|NAME,...",
+        help="evaluate on corrupted test sets (severities 1-5) instead of the clean split",
+    )
+    robust.add_argument(
+        "--corrupted-dir",
+        metavar="DIR",
+        help="read the corrupted sets from a -C folder (`calikd corrupt`, or a released CIFAR-10-C / "
+        "CIFAR-100-C) instead of generating them",
+    )
+    robust.add_argument("--corruption-seed", type=int, default=0, help="seed of generated corruptions")
+    robust.add_argument("--severity-table", choices=("auto", "cifar", "imagenet"), default="auto")
+    robust.add_argument("--baseline", metavar="CKPT", help="checkpoint to compute mCE against")
+    robust.add_argument(
+        "--out", metavar="DIR", help="write robustness.json/.md/.html and severity plots here"
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.corruptions or args.corrupted_dir:
+        return run_corruptions(args)
+    for flag in ("baseline", "out"):
+        if getattr(args, flag):
+            raise ConfigError(f"--{flag} only applies with --corruptions")
     result = evaluate_checkpoint(
         args.checkpoint,
         dataset=args.dataset,
@@ -47,4 +71,52 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write_json(Path(args.json), result)
         print(f"wrote {args.json}")
+    return 0
+
+
+def run_corruptions(args: argparse.Namespace) -> int:
+    from calikd.engine.robustness import evaluate_corruptions
+    from calikd.report.robustness import write_robustness_report
+
+    if args.split != "test" or args.dataset:
+        raise ConfigError("--corruptions evaluates the checkpoint's own test split: drop --split/--dataset")
+    kwargs = checkpoint_run_kwargs(args)
+    result = evaluate_corruptions(
+        args.checkpoint,
+        corruptions=args.corruptions or "all",
+        corrupted_dir=args.corrupted_dir,
+        seed=args.corruption_seed,
+        table=args.severity_table,
+        baseline=args.baseline,
+        calibration=args.calibration,
+        show_progress=True,
+        **kwargs,
+    ).to_dict()
+    if args.json == "-":
+        print(json.dumps(result, indent=2))
+        return 0
+    summary, clean = result["summary"], result["clean"]
+    print(f"{result['model']} on {result['dataset']} under corruption (means over {summary['scope']})")
+    rows = [
+        [name, 1 - m["accuracy"], m["nll"], m["ece"], *([m["ce"]] if "ce" in m else [])]
+        for name, m in summary["per_corruption"].items()
+    ]
+    rows.append(
+        ["clean", 1 - clean["accuracy"], clean["nll"], clean["ece"], *([""] if "mce" in summary else [])]
+    )
+    rows.append(
+        ["mean", summary["mean"]["error"], summary["mean"]["nll"], summary["mean"]["ece"]]
+        + ([summary["mce"] / 100] if "mce" in summary else [])
+    )
+    head = ["corruption", "error", "nll", "ece", *(["CE"] if "mce" in summary else [])]
+    print(format_table(head, rows))
+    if "mce" in summary:
+        print(f"mCE {summary['mce']:.1f}%, relative mCE {summary['relative_mce']:.1f}% vs {args.baseline}")
+    if args.json:
+        atomic_write_json(Path(args.json), result)
+        print(f"wrote {args.json}")
+    if args.out:
+        paths = write_robustness_report(result, args.out)
+        print(f"report: {paths['markdown']}")
+        print(f"html:   {paths['html']}")
     return 0

@@ -61,19 +61,44 @@ class CheckpointOutputs:
     logits: dict[str, tuple[torch.Tensor, torch.Tensor]]  # split -> (logits (N, C), labels (N,))
 
 
-def checkpoint_logits(
+@dataclasses.dataclass
+class EvalModel:
+    """A checkpoint loaded for evaluation: the model on its device, its metadata, its dataset's splits and
+    the eval transform it was trained with (including a cross-resolution student's input resolution)."""
+
+    model: nn.Module
+    meta: dict[str, Any]
+    data: Any  # DatasetSplits
+    transform: Callable[[torch.Tensor], torch.Tensor]
+    device: torch.device
+    precision: Precision
+
+    def predict(
+        self, dataset: Any, *, batch_size: int = 1024, show_progress: bool = False, desc: str = "eval"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and labels of ``dataset`` (an :class:`ArrayDataset` shaped like the checkpoint's data)."""
+        return predict_logits(
+            self.model,
+            dataset,
+            self.transform,
+            device=self.device,
+            precision=self.precision,
+            batch_size=batch_size,
+            show_progress=show_progress,
+            desc=desc,
+        )
+
+
+def load_for_eval(
     path: str | Path,
-    splits: Sequence[str] = ("test",),
     *,
     dataset: str | None = None,
     data_dir: str | Path | None = None,
     download: bool = False,
     device: str = "auto",
     precision: str = "auto",
-    batch_size: int = 1024,
-    show_progress: bool = False,
-) -> CheckpointOutputs:
-    """Run a checkpoint over ``splits`` of its own (or another, same-shaped) dataset.
+) -> EvalModel:
+    """Load a checkpoint and its own (or another, same-shaped) dataset for evaluation.
 
     The checkpoint's own normalization, validation fraction, split seed and dataset options are used, so
     ``"val"`` is the very split its training held out; a cross-resolution student gets its input resolution.
@@ -115,20 +140,33 @@ def checkpoint_logits(
     transform = build_eval_transform(trained_info)
     if meta.get("input_resolution"):  # a cross-resolution student sees low-resolution images
         transform = _then(transform, ResolutionTransform.from_dict(meta["input_resolution"]))
+    return EvalModel(model, meta, data, transform, dev, prec)
+
+
+def checkpoint_logits(
+    path: str | Path,
+    splits: Sequence[str] = ("test",),
+    *,
+    dataset: str | None = None,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 1024,
+    show_progress: bool = False,
+) -> CheckpointOutputs:
+    """Run a checkpoint over ``splits`` of its own (or another, same-shaped) dataset (see
+    :func:`load_for_eval`)."""
+    loaded = load_for_eval(
+        path, dataset=dataset, data_dir=data_dir, download=download, device=device, precision=precision
+    )
     outputs = {
-        split: predict_logits(
-            model,
-            data.split(split),
-            transform,
-            device=dev,
-            precision=prec,
-            batch_size=batch_size,
-            show_progress=show_progress,
-            desc=split,
+        split: loaded.predict(
+            loaded.data.split(split), batch_size=batch_size, show_progress=show_progress, desc=split
         )
         for split in splits
     }
-    return CheckpointOutputs(meta=meta, dataset=data.info.name, logits=outputs)
+    return CheckpointOutputs(meta=loaded.meta, dataset=loaded.data.info.name, logits=outputs)
 
 
 def evaluate_checkpoint(

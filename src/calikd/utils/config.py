@@ -161,7 +161,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _parse_kv(text: str) -> tuple[str, Any]:
+def parse_key_value(text: str) -> tuple[str, Any]:
+    """``"key=value"`` -> ``(key, YAML-parsed value)`` (an argparse ``type``)."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
     key, raw = text.split("=", 1)
@@ -186,7 +187,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tu
             (item_tp, *_) = typing.get_args(base) or (str,)
             parser.add_argument(flag, nargs="*", type=item_tp, metavar=name.upper(), **kwargs)
         elif origin is dict or base is dict:
-            parser.add_argument(flag, nargs="*", type=_parse_kv, metavar="KEY=VALUE", **kwargs)
+            parser.add_argument(flag, nargs="*", type=parse_key_value, metavar="KEY=VALUE", **kwargs)
         else:
             choices = meta.get("choices")
             parser.add_argument(
