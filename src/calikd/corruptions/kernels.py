@@ -1,7 +1,9 @@
 """Filters shared by the corruptions: Gaussian, disk and motion kernels, and batched 2-D filtering.
 
-Every filter works on a float batch ``(N, C, H, W)``, channel by channel, with reflected borders (as
-``scipy.ndimage`` / ``cv2`` default to in the reference implementation), on any device.
+Every filter works on a float batch ``(N, C, H, W)``, channel by channel, on any device. ``gaussian_blur``
+and ``filter2d`` reflect at the borders (``cv2``'s default); ``skimage``-based steps of the reference use
+``nearest`` borders and are re-implemented where they are used (see :mod:`calikd.corruptions.blur`).
+``motion_blur_lines`` is ImageMagick's motion blur, which the reference calls through Wand.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+#: filter weights below this are dropped (no effect in float32; avoids slow subnormal arithmetic)
+NEGLIGIBLE = 1e-12
 
 
 def gaussian_kernel1d(
@@ -64,32 +69,33 @@ def disk_kernel(radius: float, alias_blur: float, device: torch.device | None = 
         img = F.conv2d(_pad(img, 0, r), g.view(1, 1, 1, -1))
         img = F.conv2d(_pad(img, r, 0), g.view(1, 1, -1, 1))
         disk = img.view(disk.shape)
+    disk = torch.where(disk < NEGLIGIBLE, torch.zeros_like(disk), disk)  # no slow subnormal arithmetic
     return disk / disk.sum()
 
 
-def motion_kernels(radius: int, sigma: float, angles_deg: torch.Tensor) -> torch.Tensor:
-    """One motion-blur kernel per angle, shape ``(N, 2r+1, 2r+1)``: a one-sided line of Gaussian weights
-    (std ``sigma``) from the centre along ``angle`` (degrees), bilinearly splatted and normalised, as
-    ImageMagick's ``-motion-blur radius x sigma + angle`` that ImageNet-C uses."""
-    device = angles_deg.device
-    size = 2 * radius + 1
-    n = angles_deg.numel()
-    steps = torch.arange(0, radius + 1, dtype=torch.float32, device=device)
-    weights = torch.exp(-0.5 * (steps / max(float(sigma), 1e-6)) ** 2)
-    theta = torch.deg2rad(angles_deg.float().view(n, 1))
-    px = radius + steps.view(1, -1) * torch.cos(theta)
-    py = radius + steps.view(1, -1) * torch.sin(theta)
-    kernel = torch.zeros(n, size * size, dtype=torch.float32, device=device)
-    x0, y0 = px.floor(), py.floor()
-    for dx in (0, 1):
-        for dy in (0, 1):
-            xi, yi = x0 + dx, y0 + dy
-            w = (1 - (px - xi).abs()) * (1 - (py - yi).abs()) * weights.view(1, -1)
-            ok = (xi >= 0) & (xi < size) & (yi >= 0) & (yi < size) & (w > 0)
-            idx = (yi.clamp(0, size - 1) * size + xi.clamp(0, size - 1)).long()
-            kernel.scatter_add_(1, idx, torch.where(ok, w, torch.zeros_like(w)))
-    kernel = kernel / kernel.sum(dim=1, keepdim=True)
-    return kernel.view(n, size, size)
+def motion_blur_lines(x: torch.Tensor, radius: float, sigma: float, angles_deg: torch.Tensor) -> torch.Tensor:
+    """ImageMagick's motion blur, one angle per image: ``out(y, x) = sum_i w_i in(y + dy_i, x + dx_i)`` over
+    ``i = 0 .. 2 ceil(radius)``, ``w_i`` a normalised one-sided Gaussian of std ``sigma`` and
+    ``(dx_i, dy_i)`` = ``i (cos a, sin a)`` rounded; pixels beyond the border repeat the edge."""
+    n, c, h, w = x.shape
+    steps = torch.arange(2 * math.ceil(radius) + 1, dtype=torch.float64)
+    weights = torch.exp(-(steps**2) / (2.0 * max(float(sigma), 1e-12) ** 2))
+    weights = (weights / weights.sum()).tolist()
+    taps = sum(1 for wt in weights if wt >= NEGLIGIBLE)  # the weights decrease along the line
+    steps = steps[:taps].to(device=x.device, dtype=torch.float32)
+    theta = torch.deg2rad(angles_deg.to(device=x.device, dtype=torch.float32)).view(n, 1)
+    dx = torch.ceil(steps * torch.cos(theta) - 0.5).long()  # (n, taps): rounded to nearest, as ImageMagick
+    dy = torch.ceil(steps * torch.sin(theta) - 0.5).long()
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
+    flat = x.reshape(n, c, h * w)
+    out = torch.zeros_like(flat)
+    for t in range(taps):
+        yy = (rows + dy[:, t].view(n, 1, 1)).clamp_(0, h - 1)
+        xx = (cols + dx[:, t].view(n, 1, 1)).clamp_(0, w - 1)
+        idx = (yy * w + xx).view(n, 1, h * w).expand(n, c, h * w)
+        out.add_(flat.gather(2, idx), alpha=weights[t])
+    return out.view(n, c, h, w)
 
 
 def filter2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
