@@ -18,7 +18,8 @@ def test_every_preset_is_a_valid_sweep(name: str, preset: str) -> None:
     spec = parse_spec(build_spec(name, preset))
     plans = expand(spec)
     kinds = {p.kind for p in plans}
-    assert kinds == {"teacher", "calibrate", "distill"}
+    robust = {"corrupt", "robustness"} if name == "mishra2023" else set()
+    assert kinds == {"teacher", "calibrate", "distill", *robust}
     if preset == "paper":
         assert spec.dataset == "cifar100" and spec.distill["epochs"] == 240
     else:

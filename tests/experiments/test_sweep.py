@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -136,3 +137,46 @@ def test_two_sweep_processes_share_the_work(tmp_path: Path) -> None:
         runs = store.list_runs(sweep="tiny")
         assert len(runs) == 1 + 1 + 2 + 2  # teacher, calibrate, 2 baselines, 2 KD students
         assert all(r.status == "finished" and r.attempts == 1 for r in runs)
+
+
+def test_robustness_corrupts_once_and_evaluates_every_teacher_and_student(tmp_path: Path) -> None:
+    from calikd.experiments.report import sweep_report
+
+    robustness = {"corruptions": ["contrast", "gaussian_noise"], "test_subset": 30, "seed": 1}
+    spec = parse_spec(sweep_dict(tmp_path, robustness=robustness))
+    plans = expand(spec)
+    assert [p.kind for p in plans].count("corrupt") == 1
+    robust = [p for p in plans if p.kind == "robustness"]
+    assert len(robust) == 1 + 3  # the teacher, the student alone and two KD students
+    corrupt = next(p for p in plans if p.kind == "corrupt")
+    assert all(corrupt.run_id in p.depends_on for p in robust)
+    db = str(tmp_path / "calikd.db")
+    outcome = run_sweep(spec, db_path=db, log=None)
+    assert outcome.ok and outcome.counts["finished"] == 1 + 1 + 3 + 1 + 4
+    with ResultsStore(db) as store:
+        runs = {r.run_id: r for r in store.list_runs(sweep="tiny")}
+    labels = np.load(Path(corrupt.out_dir) / "labels.npy")
+    assert labels.shape == (5 * 30,)
+    for plan in robust:
+        m = runs[plan.run_id].metrics
+        assert 0 <= m["corrupt_accuracy"] <= 1 and m["corrupt_error"] == pytest.approx(
+            1 - m["corrupt_accuracy"]
+        )
+        assert {f"corrupt_s{s}_ece" for s in range(1, 6)} <= set(m)
+    md, _ = sweep_report(db, "tiny", tmp_path / "report")
+    text = md.read_text()
+    assert "## Under corruption" in text and "teacher t8" in text and "stratified subset of 30" in text
+
+
+@pytest.mark.parametrize(
+    "robustness,message",
+    [
+        ({"corruptions": "fogg"}, "did you mean 'fog'"),
+        ({"test_subset": 0}, "test_subset must be a positive integer"),
+        ({"seeds": 1}, "did you mean 'seed'"),
+        ("yes", "must be a mapping"),
+    ],
+)
+def test_bad_robustness_options_are_refused(tmp_path: Path, robustness: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_spec(sweep_dict(tmp_path, robustness=robustness))

@@ -72,6 +72,15 @@ class SweepResults:
         for run in self.students:
             groups[tuple(_freeze(run.config.get(k)) for k in GROUP_KEYS)].append(run)
         self.groups = dict(groups)
+        # robustness runs (sweeps with `robustness`): joined onto the runs they evaluate
+        robust = {r.config["of"]: r for r in runs if r.kind == "robustness" and r.status == "finished"}
+        self.robustness_runs = list(robust.values())
+        for run in self.students:
+            if run.run_id in robust:
+                run.metrics.update({f"student_{k}": v for k, v in robust[run.run_id].metrics.items()})
+        self.teacher_robustness = {
+            r.config["checkpoint"]: robust[r.run_id].metrics for r in self.calibrations if r.run_id in robust
+        }
 
     def teacher_name(self, path: str | None) -> str:
         return "—" if path is None else self.teacher_names.get(path, Path(path).parent.name)
@@ -94,7 +103,9 @@ class SweepResults:
         return ", ".join(str(p) for p in parts)
 
     def values(self, key: tuple, metric: str) -> list[float | None]:
-        return [r.metrics.get(f"student_test_{metric}") for r in self.groups[key]]
+        """``metric`` of the group's students: test metric (``ece``) or robustness metric (``corrupt_ece``)"""
+        name = f"student_{metric}" if metric.startswith(("corrupt_", "clean_")) else f"student_test_{metric}"
+        return [r.metrics.get(name) for r in self.groups[key]]
 
 
 def _freeze(value: Any) -> Any:
@@ -402,12 +413,19 @@ def _curves_section(doc: MarkdownDoc, results: SweepResults, out_dir: Path, alon
         doc.image(png, f"student {metric} vs {label}")
 
 
-def _augment_section(doc: MarkdownDoc, results: SweepResults, out_dir: Path) -> None:
+def _augment_section(
+    doc: MarkdownDoc,
+    results: SweepResults,
+    out_dir: Path,
+    metrics: tuple[str, ...] = ("accuracy", "ece"),
+    heading: str | None = "Augmentation inside KD",
+) -> None:
     augments = {dict(zip(GROUP_KEYS, k, strict=True))["kd_augment"] for k in results.groups}
     if len(augments) < 2:
         return
-    doc.heading("Augmentation inside KD", 2)
-    for metric in ("accuracy", "ece"):
+    if heading:
+        doc.heading(heading, 2)
+    for metric in metrics:
         groups: dict[str, dict[str, tuple[float, float]]] = defaultdict(dict)
         for key in results.groups:
             cfg = dict(zip(GROUP_KEYS, key, strict=True))
@@ -417,14 +435,56 @@ def _augment_section(doc: MarkdownDoc, results: SweepResults, out_dir: Path) -> 
             mean, std = _mean_std(results.values(key, metric))
             groups[cfg["kd_augment"]][series] = (mean, 0.0 if math.isnan(std) else std)
         png = out_dir / f"augment_{metric}.png"
+        shown = metric.replace("corrupt_", "") + (
+            " under corruption" if metric.startswith("corrupt_") else ""
+        )
         grouped_bars(
             groups,
             png,
-            y_label=f"student {metric} (test)",
-            title=f"student {metric} by augmentation",
+            y_label=f"student {shown} (test)",
+            title=f"student {shown} by augmentation",
             x_label="augmentation",
         )
-        doc.image(png, f"student {metric} by augmentation")
+        doc.image(png, f"student {shown} by augmentation")
+
+
+def _robustness_section(doc: MarkdownDoc, results: SweepResults, out_dir: Path) -> None:
+    if not results.robustness_runs:
+        return
+    doc.heading("Under corruption", 2)
+    corrupt = next((r for r in results.runs if r.kind == "corrupt"), None)
+    if corrupt is not None:
+        cfg = corrupt.config
+        subset = f"a stratified subset of {cfg['test_subset']}" if cfg.get("test_subset") else "all"
+        doc.paragraph(
+            f"Mean over {len(cfg['corruptions'])} corruptions x 5 severities of {subset} test images "
+            f"(seed {cfg['seed']}, {cfg['table']} severity table); clean = the full test split. Raw logits "
+            "(no calibrator). Mean ± std over seeds."
+        )
+    head = [
+        "model",
+        "n",
+        "clean accuracy",
+        "corrupted accuracy",
+        "clean ece",
+        "corrupted ece",
+        "corrupted nll",
+    ]
+    rows = []
+    for path, m in results.teacher_robustness.items():
+        rows.append(
+            [f"teacher {results.teacher_name(path)}", 1]
+            + [_cell([m.get(k)]) for k in ("clean_accuracy", "corrupt_accuracy", "clean_ece", "corrupt_ece")]
+            + [_cell([m.get("corrupt_nll")])]
+        )
+    for key, _ in sorted(results.groups.items(), key=lambda kv: results.label(kv[0])):
+        values = [results.values(key, k) for k in ("clean_accuracy", "corrupt_accuracy", "clean_ece")]
+        values += [results.values(key, "corrupt_ece"), results.values(key, "corrupt_nll")]
+        n = sum(v is not None for v in values[1])
+        if n:
+            rows.append([results.label(key), n, *(_cell(v) for v in values)])
+    doc.table(head, rows)
+    _augment_section(doc, results, out_dir, ("corrupt_accuracy", "corrupt_ece"), heading=None)
 
 
 def _student_reliability(doc: MarkdownDoc, results: SweepResults, limit: int = 6) -> None:
@@ -473,6 +533,7 @@ def sweep_report(
         _curves_section(doc, results, out, "tau", "distillation temperature")
         _curves_section(doc, results, out, "student_resolution", "student resolution (px or factor)")
         _augment_section(doc, results, out)
+        _robustness_section(doc, results, out)
         _student_reliability(doc, results)
     return write_report(doc, out, "report", title=f"calikd sweep {sweep}")
 

@@ -150,6 +150,7 @@ def mishra2023(preset: str) -> dict[str, Any]:
             "kd_augments": augments,
             "seeds": [0, 1, 2],
             "distill": {**CRD_RECIPE, "lr": 0.01},
+            "robustness": {"corruptions": "benchmark", "seed": 0},  # CIFAR-100-C style, all 10,000 images
         }
     quick = preset == "quick"
     return {
@@ -162,6 +163,8 @@ def mishra2023(preset: str) -> dict[str, Any]:
         "kd_augments": augments,
         "seeds": [0] if quick else [0, 1, 2],
         "distill": {"epochs": 3 if quick else 4, **CPU},
+        # every teacher and student also on Fashion-MNIST-C (the 15 benchmark corruptions, 5 severities)
+        "robustness": {"corruptions": "benchmark", "test_subset": 500 if quick else 2000, "seed": 0},
     }
 
 
@@ -308,15 +311,20 @@ def _verdict_kim(results: SweepResults) -> list[tuple[str, str]]:
 
 def _verdict_mishra(results: SweepResults) -> list[tuple[str, str]]:
     rows = []
+    robust = any("student_corrupt_ece" in r.metrics for r in results.students)
+    metrics = [("ece", "test"), ("accuracy", "test")]
+    if robust:
+        metrics += [("ece", "corrupt"), ("accuracy", "corrupt")]
     for method in sorted({r.config["method"] for r in results.students}):
         for augment in ("cutout", "mixup", "cutmix", "augmix"):
-            for metric in ("ece", "accuracy"):
+            for metric, where in metrics:
+                shown = f"student {metric}" + (" under corruption" if where == "corrupt" else "")
                 rows.append(
                     (
-                        f"{method} + {augment} minus {method}: student {metric}",
+                        f"{method} + {augment} minus {method}: {shown}",
                         _paired(
                             results,
-                            f"student_test_{metric}",
+                            f"student_{where}_{metric}",
                             {"method": method, "kd_augment": "none"},
                             {"method": method, "kd_augment": augment},
                         ),

@@ -18,7 +18,7 @@ from calikd.experiments.tasks import execute
 from calikd.store.checkpoint import checkpoint_id
 from calikd.store.results import DEFAULT_DB_PATH, ResultsStore
 
-PHASES = ("teacher", "calibrate", "distill")
+PHASES = ("teacher", "calibrate", "distill", "corrupt", "robustness")
 
 
 @dataclass

@@ -18,12 +18,17 @@ teacher_inputs: [full]              # full | low (low only with a student resolu
 taus: [null]                        # distillation temperatures (null: the method's default)
 seeds: [0, 1, 2]
 distill: {epochs: 6}                # DistillConfig keys for every student
+robustness:                         # optional: every teacher and student also under corruption
+  corruptions: benchmark            # all | benchmark | extra | a list of names
+  test_subset: 2000                 # corrupt a stratified subset of the test split (default: all of it)
+  seed: 0
 ```
 
 Every teacher is evaluated and temperature-calibrated once on its held-out val split (a ``calibrate`` run);
 its numbers are what the analysis correlates with the students'. The baseline method ``ce`` (the student
 alone) ignores teachers, calibrations and temperatures, so it runs once per student, augmentation,
-resolution and seed.
+resolution and seed. With ``robustness``, a ``corrupt`` run writes the corrupted test set once (CIFAR-10-C
+layout, see :mod:`calikd.data.corrupted`) and a ``robustness`` run evaluates each teacher and student on it.
 """
 
 from __future__ import annotations
@@ -56,7 +61,9 @@ SPEC_KEYS = (
     "taus",
     "seeds",
     "distill",
+    "robustness",
 )
+ROBUSTNESS_KEYS = ("corruptions", "test_subset", "seed", "table")
 # keys the sweep sets itself: not allowed in teacher_defaults / distill
 _TEACHER_OWN = ("dataset", "dataset_options", "out", "resume", "overwrite", "progress")
 _DISTILL_OWN = (
@@ -82,7 +89,8 @@ _DISTILL_OWN = (
 
 @dataclass(frozen=True)
 class RunPlan:
-    """One run of a sweep: its kind (``teacher``, ``calibrate`` or ``distill``), id, name and config."""
+    """One run of a sweep: its kind (``teacher``, ``calibrate``, ``distill``, ``corrupt`` or ``robustness``),
+    id, name and config."""
 
     kind: str
     run_id: str
@@ -119,6 +127,7 @@ class SweepSpec:
     taus: list[float | None]
     seeds: list[int]
     distill: dict[str, Any] = field(default_factory=dict)
+    robustness: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -210,6 +219,7 @@ def parse_spec(data: dict[str, Any], *, default_name: str = "sweep") -> SweepSpe
         taus=_as_list(data.get("taus") or [None], "taus"),
         seeds=[int(s) for s in _as_list(data.get("seeds") or [0], "seeds")],
         distill=distill,
+        robustness=_parse_robustness(data.get("robustness"), dataset),
         raw=dict(data),
     )
     if not spec.dataset and any(m["method"] == "ce" for m in spec.methods):
@@ -217,6 +227,30 @@ def parse_spec(data: dict[str, Any], *, default_name: str = "sweep") -> SweepSpe
     if not spec.teachers and any(m["method"] != "ce" for m in spec.methods):
         raise ConfigError("the sweep distils, so it needs at least one entry under 'teachers'")
     return spec
+
+
+def _parse_robustness(value: Any, dataset: str | None) -> dict[str, Any] | None:
+    if value is None or value is False:
+        return None
+    from calikd.corruptions import resolve_corruptions, resolve_table
+
+    entry = {} if value is True else value
+    if not isinstance(entry, dict):
+        raise ConfigError(f"'robustness' must be a mapping (or true), got {type(entry).__name__}")
+    _check_keys(entry, ROBUSTNESS_KEYS, "the sweep's robustness options")
+    if not dataset:
+        raise ConfigError("'robustness' needs the sweep's 'dataset' (the test split to corrupt)")
+    subset = entry.get("test_subset")
+    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
+        raise ConfigError(f"robustness test_subset must be a positive integer, got {subset!r}")
+    table = str(entry.get("table", "auto"))
+    resolve_table(table, 32, 32)  # validates the name
+    return {
+        "corruptions": resolve_corruptions(entry.get("corruptions", "benchmark")),
+        "test_subset": subset,
+        "seed": int(entry.get("seed", 0)),
+        "table": table,
+    }
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -316,7 +350,40 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
                             "distill", run_id, name, config, f"{spec.out}/students/{name}-{run_id[:8]}", deps
                         )
                     )
+    if spec.robustness is not None:
+        plans.extend(_robustness_plans(spec, plans, teacher_ckpt))
     return plans
+
+
+def _robustness_plans(
+    spec: SweepSpec, plans: list[RunPlan], teacher_ckpt: dict[str, tuple[str, tuple[str, ...]]]
+) -> list[RunPlan]:
+    """One ``corrupt`` run (the corrupted test set) and a ``robustness`` run per teacher and student."""
+    assert spec.robustness is not None
+    corrupt_config = {"dataset": spec.dataset, "dataset_options": spec.dataset_options, **spec.robustness}
+    corrupt_id = run_id_for({"kind": "corrupt", **corrupt_config})
+    corrupted_dir = f"{spec.out}/corrupted/{spec.dataset}-{corrupt_id[:8]}"
+    out = [RunPlan("corrupt", corrupt_id, f"corrupt-{spec.dataset}", corrupt_config, corrupted_dir)]
+    calibrations = {p.config["checkpoint"]: p for p in plans if p.kind == "calibrate"}
+    targets = [  # (name, checkpoint, the run it evaluates, what it waits for)
+        (f"{name}-teacher", ckpt, calibrations[ckpt].run_id, deps)
+        for name, (ckpt, deps) in teacher_ckpt.items()
+    ]
+    targets += [(p.name, f"{p.out_dir}/last", p.run_id, (p.run_id,)) for p in plans if p.kind == "distill"]
+    for name, checkpoint, of, deps in targets:
+        config = {"checkpoint": checkpoint, "corrupted_dir": corrupted_dir, "of": of}
+        run_id = run_id_for({"kind": "robustness", **config})
+        out.append(
+            RunPlan(
+                "robustness",
+                run_id,
+                f"{name}-robust",
+                config,
+                f"{spec.out}/robustness/{name}-{run_id[:8]}",
+                (*deps, corrupt_id),
+            )
+        )
+    return out
 
 
 def spec_to_dict(spec: SweepSpec) -> dict[str, Any]:

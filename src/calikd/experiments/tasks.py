@@ -102,7 +102,55 @@ def run_distill(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
     return metrics, artifacts
 
 
-RUNNERS = {"teacher": run_teacher, "calibrate": run_calibrate, "distill": run_distill}
+def run_corrupt(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
+    """Write the sweep's corrupted test set (a stratified subset of the test split if asked)."""
+    from calikd.data import load_dataset
+    from calikd.data.corrupted import write_corrupted_set
+    from calikd.data.splits import subsample_train
+
+    cfg = plan.config
+    data = load_dataset(cfg["dataset"], **(cfg.get("dataset_options") or {}))
+    test = data.test
+    if cfg.get("test_subset"):
+        test = subsample_train(test, cfg["test_subset"], cfg["seed"], f"{data.info.name}/test-subset")
+    write_corrupted_set(
+        test,
+        plan.out_dir,
+        cfg["corruptions"],
+        seed=cfg["seed"],
+        table=cfg["table"],
+        dataset=f"{data.info.name}:test"
+        + (f" (stratified subset of {len(test)})" if cfg.get("test_subset") else ""),
+    )
+    return {"images": len(test), "corruptions": len(cfg["corruptions"])}, {"dir": plan.out_dir}
+
+
+def run_robustness(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
+    """Evaluate a teacher or student on the corrupted test set; means over corruptions and severities."""
+    from calikd.engine.robustness import evaluate_corruptions
+    from calikd.metrics.robustness import per_severity
+    from calikd.report.robustness import write_robustness_report
+
+    result = evaluate_corruptions(
+        plan.config["checkpoint"], corrupted_dir=plan.config["corrupted_dir"]
+    ).to_dict()
+    paths = write_robustness_report(result, plan.out_dir)
+    mean = result["summary"]["mean"]
+    metrics: dict[str, Any] = {f"corrupt_{k}": mean[k] for k in ("accuracy", "error", "nll", "ece", "ace")}
+    metrics.update({f"clean_{k}": result["clean"][k] for k in ("accuracy", "nll", "ece", "ace")})
+    for metric in ("accuracy", "ece"):
+        for severity, (value, _) in per_severity(result["rows"], metric).items():
+            metrics[f"corrupt_s{severity}_{metric}"] = value
+    return metrics, {"report": str(paths["markdown"]), "json": str(paths["json"])}
+
+
+RUNNERS = {
+    "teacher": run_teacher,
+    "calibrate": run_calibrate,
+    "distill": run_distill,
+    "corrupt": run_corrupt,
+    "robustness": run_robustness,
+}
 
 
 def execute(plan: RunPlan, db_path: str, threads: int | None = None) -> str:
