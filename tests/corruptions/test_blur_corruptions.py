@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -16,15 +15,6 @@ from calikd.corruptions import blur, corrupt, get_corruption, kernels, list_corr
 
 BLURS = ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur")
 RANDOM = ("glass_blur", "motion_blur")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small tensors: one thread avoids a thread pool's overhead (and contention on a busy machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _images(n: int, c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -47,23 +37,6 @@ def test_registered_in_the_blur_family() -> None:
         assert corruption.family == "blur" and corruption.description
     assert set(BLURS[:4]) <= set(list_corruptions("benchmark"))
     assert "gaussian_blur" in list_corruptions("extra")
-
-
-@pytest.mark.parametrize("name", BLURS)
-@pytest.mark.parametrize(
-    "shape", [(2, 3, 32, 32), (2, 1, 32, 32), (3, 3, 8, 12), (2, 1, 12, 8), (1, 3, 64, 64)]
-)
-def test_contract(name: str, shape: tuple[int, int, int, int]) -> None:
-    clean = _images(*shape)
-    out = corrupt(clean, name, 5, seed=7)
-    assert out.shape == clean.shape and out.dtype == clean.dtype
-    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
-    assert torch.equal(out, corrupt(clean, name, 5, seed=7))
-    assert not torch.equal(out, clean)
-    if name in RANDOM:
-        assert not torch.equal(out, corrupt(clean, name, 5, seed=8))
-    else:
-        assert torch.equal(out, corrupt(clean, name, 5, seed=8))
 
 
 @pytest.mark.parametrize("name", BLURS)

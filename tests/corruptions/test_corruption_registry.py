@@ -74,3 +74,36 @@ def test_dtype_and_device_are_kept() -> None:
     x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
     out = corrupt(x, "contrast", 3)
     assert out.dtype == torch.float64 and out.shape == x.shape
+
+
+#: corruptions without random draws: the seed does not change them
+DETERMINISTIC = {
+    "brightness",
+    "contrast",
+    "pixelate",
+    "jpeg_compression",
+    "saturate",
+    "defocus_blur",
+    "zoom_blur",
+    "gaussian_blur",
+}
+
+
+@pytest.mark.parametrize("name", BENCHMARK + EXTRA)
+@pytest.mark.parametrize(
+    "shape", [(2, 3, 32, 32), (2, 1, 32, 32), (3, 3, 8, 12), (2, 1, 12, 8), (1, 3, 64, 64), (2, 3, 33, 20)]
+)
+def test_contract(name: str, shape: tuple[int, int, int, int]) -> None:
+    """Shape and dtype kept, values in [0, 1], deterministic for a seed, the image changed; colour-blind
+    corruptions aside (saturate on grayscale is the identity)."""
+    clean = 0.1 + 0.8 * torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    for severity in (1, 5):
+        out = corrupt(clean, name, severity, seed=7)
+        assert out.shape == clean.shape and out.dtype == clean.dtype
+        assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+        assert torch.equal(out, corrupt(clean, name, severity, seed=7))
+        if severity == 5:
+            same_for_other_seed = torch.equal(out, corrupt(clean, name, severity, seed=8))
+            assert same_for_other_seed == (name in DETERMINISTIC)
+        if severity == 5 and not (name == "saturate" and shape[1] == 1):  # mild ones may miss tiny images
+            assert not torch.equal(out, clean)

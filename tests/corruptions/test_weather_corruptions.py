@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -16,15 +15,6 @@ from calikd.corruptions.textures import frost_texture, next_pow2, plasma_fractal
 from calikd.corruptions.weather import _canny, _chamfer_distance, _equalize_hist, clipped_zoom
 
 NAMES = ("snow", "frost", "fog", "spatter")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """These tensors are tiny: intra-op threads only add wake-up latency (large on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _images(n: int, c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -54,21 +44,6 @@ def test_registered_in_the_weather_family() -> None:
     for name in NAMES:
         assert get_corruption(name).family == "weather"
         assert get_corruption(name).description
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize(
-    "shape", [(2, 3, 8, 12), (2, 1, 8, 12), (2, 3, 64, 64), (1, 1, 64, 64), (2, 3, 33, 20)]
-)
-def test_contract(name: str, shape: tuple[int, int, int, int]) -> None:
-    x = _images(*shape)
-    for severity in (1, 5):
-        y = corrupt(x, name, severity, seed=3)
-        assert y.shape == x.shape and y.dtype == x.dtype
-        assert float(y.min()) >= 0 and float(y.max()) <= 1
-        assert torch.equal(y, corrupt(x, name, severity, seed=3))
-        assert not torch.equal(y, corrupt(x, name, severity, seed=4))
-        assert not torch.equal(y, x)
 
 
 @pytest.mark.parametrize("name", ("snow", "frost", "fog"))
