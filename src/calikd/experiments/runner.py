@@ -1,5 +1,6 @@
 """Run a sweep: register every run in the results store, then teachers, calibrations and students in turn,
-each phase on ``workers`` processes. Finished runs are skipped, so a restarted sweep continues; several
+each phase on an executor: ``local`` (``workers`` processes) or ``ray`` (one Ray task per run, see
+:mod:`calikd.experiments.ray_executor`). Finished runs are skipped, so a restarted sweep continues; several
 sweep processes on one store share the work (each run is claimed by one of them)."""
 
 from __future__ import annotations
@@ -9,16 +10,20 @@ import multiprocessing
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
+from calikd.errors import ConfigError, did_you_mean
+from calikd.experiments.ray_executor import RayOptions
 from calikd.experiments.spec import RunPlan, SweepSpec, expand, spec_to_dict
 from calikd.experiments.tasks import execute
 from calikd.store.checkpoint import checkpoint_id
 from calikd.store.results import DEFAULT_DB_PATH, ResultsStore
 
 PHASES = ("teacher", "calibrate", "distill", "corrupt", "robustness")
+EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -43,15 +48,85 @@ def _hashes(plan: RunPlan) -> dict[str, str]:
     return {}
 
 
+class Executor(Protocol):
+    """Where runs execute: :meth:`run` yields each plan with its status (``finished``, ``failed`` or
+    ``skipped``) as it ends; :meth:`close` frees what it holds."""
+
+    def run(self, plans: list[RunPlan], db_path: str) -> Iterator[tuple[RunPlan, str]]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class LocalExecutor:
+    """Runs on this machine, in ``workers`` processes (in this process when 1)."""
+
+    workers: int = 1
+
+    def run(self, plans: list[RunPlan], db_path: str) -> Iterator[tuple[RunPlan, str]]:
+        """Execute ``plans``, yielding each with its status as it ends."""
+        threads = max(1, (os.cpu_count() or 1) // self.workers) if self.workers > 1 else None
+        return _execute_all(plans, db_path, self.workers, threads)
+
+    def close(self) -> None:
+        """Nothing to free: the process pool lives for one :meth:`run`."""
+
+
+def make_executor(
+    executor: str,
+    *,
+    workers: int = 1,
+    ray_options: RayOptions | Mapping[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Executor:
+    """The executor named ``executor`` (``local`` or ``ray``), checked before anything runs."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor '{executor}'{did_you_mean(str(executor), EXECUTORS)}")
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    if executor == "local":
+        if ray_options is not None:
+            raise ConfigError(
+                "Ray options were given, but the executor is 'local'", hint="use executor 'ray'"
+            )
+        return LocalExecutor(workers)
+    if workers != 1:
+        raise ConfigError(
+            "workers applies to the local executor only",
+            hint="with Ray, as many runs execute at once as the cluster has CPUs/GPUs for "
+            "(see the CPUs and GPUs per run)",
+        )
+    from calikd.experiments.ray_executor import RayExecutor
+
+    return RayExecutor(ray_options, log=log)
+
+
 def run_sweep(
     spec: SweepSpec,
     *,
     db_path: str = DEFAULT_DB_PATH,
     workers: int = 1,
+    executor: str = "local",
+    ray_options: RayOptions | Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> SweepOutcome:
-    """Run every run of ``spec`` not finished yet and return the counts (a failure does not stop the rest)."""
+    """Run every run of ``spec`` not finished yet and return the counts (a failure does not stop the rest).
+
+    ``executor``: ``local`` (``workers`` processes on this machine) or ``ray`` (a Ray task per run, with
+    ``ray_options``: a :class:`~calikd.experiments.ray_executor.RayOptions` or a mapping of its fields;
+    the store's path is made absolute so that every node finds it).
+    """
     say = log or (lambda _msg: None)
+    runner = make_executor(executor, workers=workers, ray_options=ray_options, log=say)
+    if executor == "ray":
+        db_path = os.path.abspath(db_path)
+    try:
+        return _run_phases(spec, db_path, runner, say)
+    finally:
+        runner.close()
+
+
+def _run_phases(spec: SweepSpec, db_path: str, runner: Executor, say: Callable[[str], None]) -> SweepOutcome:
     plans = expand(spec)
     outcome = SweepOutcome(spec.name, db_path)
     with ResultsStore(db_path) as store:
@@ -62,7 +137,6 @@ def run_sweep(
                     plan.run_id, sweep=spec.name, kind=plan.kind, name=plan.name, config=plan.config
                 )
     say(f"sweep '{spec.name}': {len(plans)} runs in {db_path}")
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     for phase in PHASES:
         todo = [p for p in plans if p.kind == phase]
         if not todo:
@@ -91,7 +165,7 @@ def run_sweep(
                 runnable.append(plan)
         say(f"{phase}: {len(runnable)} to run, {len(todo) - len(runnable)} done or blocked")
         start = time.monotonic()
-        for done, (plan, result) in enumerate(_execute_all(runnable, db_path, workers, threads), 1):
+        for done, (plan, result) in enumerate(runner.run(runnable, db_path), 1):
             outcome.counts[result] += 1
             if result == "failed":
                 outcome.failed.append(plan.name)
@@ -130,7 +204,7 @@ def _wait_for_others(
 def _execute_all(
     plans: list[RunPlan], db_path: str, workers: int, threads: int | None
 ) -> Iterator[tuple[RunPlan, str]]:
-    """Execute ``plans``, yielding each with its status as it ends."""
+    """Execute ``plans`` on this machine, yielding each with its status as it ends."""
     if workers <= 1 or len(plans) <= 1:
         for plan in plans:
             yield plan, execute(plan, db_path)
