@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from calikd.errors import ConfigError
+from calikd.cli.sweep_cmd import add_executor_arguments, executor_options
 from calikd.store.results import DEFAULT_DB_PATH
 
 
@@ -22,13 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("name", choices=sorted(REPRODUCTIONS), help="which paper")
     parser.add_argument("--preset", choices=PRESETS, default="quick")
     parser.add_argument("--db", default=DEFAULT_DB_PATH, help=f"results store (default: {DEFAULT_DB_PATH})")
-    parser.add_argument("--workers", type=int, default=1, help="runs executed at once (processes)")
     parser.add_argument("--out", default=None, help="output folder (default: runs/reproduce/<name>-<preset>)")
     parser.add_argument(
         "--smoke",
         action="store_true",
         help="tiny synthetic data of the same shape, one epoch (checks it runs)",
     )
+    add_executor_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="list the runs without executing them")
     parser.add_argument(
         "--export-spec",
@@ -42,8 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from calikd.experiments.reproduce import build_spec, reproduce
 
-    if args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    options = executor_options(args)
     if args.export_spec or args.dry_run:
         mapping = build_spec(args.name, args.preset, smoke=args.smoke, out=args.out)
         if args.export_spec:
@@ -64,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     outcome, (md, html) = reproduce(
-        args.name, args.preset, db_path=args.db, workers=args.workers, smoke=args.smoke, out=args.out
+        args.name, args.preset, db_path=args.db, smoke=args.smoke, out=args.out, **options
     )
     print(f"report: {md}")
     print(f"html:   {html}")

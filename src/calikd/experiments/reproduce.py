@@ -477,15 +477,17 @@ def reproduce(
     smoke: bool = False,
     out: str | None = None,
     log: Callable[[str], None] | None = print,
+    **sweep_options: Any,
 ) -> tuple[Any, tuple[Any, Any]]:
-    """Run reproduction ``name`` at ``preset`` and write its report; returns (sweep outcome, report paths)."""
+    """Run reproduction ``name`` at ``preset`` and write its report; returns (sweep outcome, report paths).
+    ``sweep_options`` go to :func:`~calikd.experiments.runner.run_sweep` (``executor``, ``ray_options``)."""
     from calikd.experiments.report import sweep_report
     from calikd.experiments.runner import run_sweep
     from calikd.experiments.spec import parse_spec
 
     repro = get_reproduction(name)
     spec = parse_spec(build_spec(name, preset, smoke=smoke, out=out))
-    outcome = run_sweep(spec, db_path=db_path, workers=workers, log=log)
+    outcome = run_sweep(spec, db_path=db_path, workers=workers, log=log, **sweep_options)
 
     def claim(doc: Any, results: SweepResults) -> None:
         doc.heading("The claim", 2)
