@@ -53,7 +53,7 @@ def run_list() -> int:
     rows = []
     for name in list_corruptions():
         c = get_corruption(name)
-        rows.append([name, c.family, "yes" if c.benchmark else "extra", c.description])
+        rows.append([name, c.family, "yes" if c.benchmark else "extra", c.description.replace("``", "")])
     print(format_table(["corruption", "family", "benchmark", "what it does"], rows))
     return 0
 
