@@ -180,3 +180,20 @@ def test_robustness_corrupts_once_and_evaluates_every_teacher_and_student(tmp_pa
 def test_bad_robustness_options_are_refused(tmp_path: Path, robustness: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_spec(sweep_dict(tmp_path, robustness=robustness))
+
+
+def test_a_teacher_trained_by_another_sweep_is_reused_not_retrained(tmp_path: Path) -> None:
+    db = str(tmp_path / "calikd.db")
+    first = parse_spec(sweep_dict(tmp_path, methods=["kd"], calibrations=["none"]))
+    assert run_sweep(first, db_path=db, log=None).ok
+    lines: list[str] = []
+    second = parse_spec(
+        sweep_dict(tmp_path, name="other", out=str(tmp_path / "other"), methods=["kd"], calibrations=["none"])
+    )
+    outcome = run_sweep(second, db_path=db, log=lines.append)
+    assert outcome.ok, outcome.failed
+    assert outcome.counts["done before"] == 1 and outcome.counts["finished"] == 2  # calibrate + student
+    teacher = next(p for p in expand(second) if p.kind == "teacher")
+    assert (Path(teacher.out_dir) / "last.safetensors").exists()
+    assert (Path(teacher.out_dir) / ".adopted-from").read_text().strip().endswith(Path(teacher.out_dir).name)
+    assert any("reused from" in line for line in lines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +24,8 @@ from calikd.store.checkpoint import checkpoint_id
 from calikd.store.results import DEFAULT_DB_PATH, ResultsStore
 
 PHASES = ("teacher", "calibrate", "distill", "corrupt", "robustness")
+#: kinds whose run id does not depend on the sweep's folder: another sweep may have run them already
+SHARED_KINDS = ("teacher", "corrupt")
 EXECUTORS = ("local", "ray")
 
 
@@ -159,8 +162,11 @@ def _run_phases(spec: SweepSpec, db_path: str, runner: Executor, say: Callable[[
                     outcome.counts["blocked"] += 1
                     outcome.failed.append(f"{plan.name} (its teacher run did not finish)")
                     continue
-                if store.get(plan.run_id).status == "finished":
+                record = store.get(plan.run_id)
+                if record.status == "finished":
                     outcome.counts["done before"] += 1
+                    if plan.kind in SHARED_KINDS:
+                        _adopt(plan, record.out_dir, say)
                     continue
                 runnable.append(plan)
         say(f"{phase}: {len(runnable)} to run, {len(todo) - len(runnable)} done or blocked")
@@ -172,6 +178,30 @@ def _run_phases(spec: SweepSpec, db_path: str, runner: Executor, say: Callable[[
             eta = _eta(start, done, len(runnable))
             say(f"  [{done}/{len(runnable)}] {plan.kind} {plan.name}: {result}{eta}")
     return outcome
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)  # no second copy of large files (corrupted sets) on the same filesystem
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _adopt(plan: RunPlan, done_in: str | None, say: Callable[[str], None]) -> None:
+    """A teacher or corrupted set finished by another sweep (same config, so same run id) is linked into this
+    sweep's folder, so that this sweep's checkpoint paths (and the run ids derived from them) hold."""
+    if not done_in or Path(done_in).resolve() == Path(plan.out_dir).resolve():
+        return
+    if not Path(done_in).is_dir():
+        raise ConfigError(
+            f"run '{plan.name}' ({plan.run_id[:8]}) finished in '{done_in}', which no longer exists",
+            hint="re-run it: `calikd runs` shows it; delete its row or restore the folder",
+        )
+    if Path(plan.out_dir, ".adopted-from").exists() or Path(plan.out_dir, "last.json").exists():
+        return
+    shutil.copytree(done_in, plan.out_dir, copy_function=_link_or_copy, dirs_exist_ok=True)
+    Path(plan.out_dir, ".adopted-from").write_text(f"{done_in}\n")
+    say(f"  {plan.kind} {plan.name}: reused from {done_in}")
 
 
 def _clock(seconds: float) -> str:
