@@ -137,7 +137,8 @@ def kim2025(preset: str) -> dict[str, Any]:
 
 
 def mishra2023(preset: str) -> dict[str, Any]:
-    """KD, RKD and CRD, each with none / cutout / mixup / CutMix / AugMix, from an uncalibrated teacher."""
+    """KD, RKD and CRD (CRD in the `paper` preset only), each with none / cutout / mixup / CutMix / AugMix,
+    from an uncalibrated teacher."""
     augments = ["none", "cutout", "mixup", "cutmix", "augmix"]
     if preset == "paper":
         return {
