@@ -72,12 +72,12 @@ def song2021(preset: str) -> dict[str, Any]:
     return {
         **_fmnist(preset, QUICK_SUBSET if quick else FULL_SUBSET),
         "teachers": teachers,
-        "teacher_defaults": {"epochs": 4 if quick else 10, **CPU},
+        "teacher_defaults": {"epochs": 3 if quick else 10, **CPU},
         "calibrations": ["none", "temperature"],
         "methods": ["kd"],
         "students": ["cnn_small"],
         "seeds": [0] if quick else [0, 1, 2],
-        "distill": {"epochs": 4, **CPU},
+        "distill": {"epochs": 3 if quick else 4, **CPU},
     }
 
 
