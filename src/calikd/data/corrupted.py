@@ -24,13 +24,13 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from calikd.corruptions.base import SEVERITIES
 from calikd.data.dataset import ArrayDataset
 from calikd.errors import DataError
 from calikd.utils.io import atomic_write, atomic_write_json
 from calikd.utils.seed import derive_seed
 
 CHUNK = 1000
-SEVERITIES = (1, 2, 3, 4, 5)
 MANIFEST = "manifest.json"
 FORMAT = "calikd-corrupted-set/1"
 

@@ -17,42 +17,31 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from calikd.analysis import mean_std
 from calikd.errors import ConfigError
 
 Row = Mapping[str, Any]  # {"corruption", "severity", "accuracy", "nll", "ece", ...}
 
 
-def _mean(values: Sequence[float]) -> float:
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    return sum(vals) / len(vals) if vals else float("nan")
-
-
-def _std(values: Sequence[float]) -> float:
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if len(vals) < 2:
-        return 0.0
-    m = sum(vals) / len(vals)
-    return math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+def _mean_std(values: Sequence[float | None]) -> tuple[float, float]:
+    """(mean, sample std) of the finite values; ``(nan, 0)`` when there are none."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return mean_std(finite) if finite else (float("nan"), 0.0)
 
 
 def per_corruption(rows: Sequence[Row], metrics: Sequence[str]) -> dict[str, dict[str, float]]:
     """For each corruption, the mean of each metric over its severities."""
     names = list(dict.fromkeys(r["corruption"] for r in rows))
     return {
-        name: {m: _mean([r[m] for r in rows if r["corruption"] == name]) for m in metrics} for name in names
+        name: {m: _mean_std([r[m] for r in rows if r["corruption"] == name])[0] for m in metrics}
+        for name in names
     }
 
 
 def per_severity(rows: Sequence[Row], metric: str) -> dict[int, tuple[float, float]]:
     """For each severity, the (mean, std) of ``metric`` over corruptions."""
     severities = sorted({int(r["severity"]) for r in rows})
-    return {
-        s: (
-            _mean([r[metric] for r in rows if r["severity"] == s]),
-            _std([r[metric] for r in rows if r["severity"] == s]),
-        )
-        for s in severities
-    }
+    return {s: _mean_std([r[metric] for r in rows if r["severity"] == s]) for s in severities}
 
 
 def corruption_errors(
@@ -88,6 +77,6 @@ def mean_corruption_error(ces: Mapping[str, Mapping[str, float]], names: Sequenc
     """mCE and relative mCE in percent over ``names``."""
     chosen = [ces[n] for n in names if n in ces]
     return {
-        "mce": 100.0 * _mean([c["ce"] for c in chosen]),
-        "relative_mce": 100.0 * _mean([c["relative_ce"] for c in chosen]),
+        "mce": 100.0 * _mean_std([c["ce"] for c in chosen])[0],
+        "relative_mce": 100.0 * _mean_std([c["relative_ce"] for c in chosen])[0],
     }
