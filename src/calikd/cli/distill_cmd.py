@@ -6,6 +6,7 @@ import argparse
 
 from calikd.cli.output import format_table
 from calikd.distill import DistillConfig, distill
+from calikd.engine.distributed import distributed_session
 from calikd.utils.config import add_config_arguments, config_from_args
 
 COLUMNS = ("accuracy", "nll", "ece", "ace", "entropy")
@@ -27,7 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(DistillConfig, args, config_file=args.config)
-    result = distill(config)
+    with distributed_session(config.device) as runtime:  # torchrun: one process per GPU or CPU share
+        result = distill(config)
+    if not runtime.is_main:
+        return 0
     rows = [
         [f"student, last (epoch {config.epochs})", *(result.student_test_last[k] for k in COLUMNS)],
         [

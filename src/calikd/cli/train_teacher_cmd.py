@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from calikd.cli.output import format_table
+from calikd.engine.distributed import distributed_session
 from calikd.teacher import TeacherConfig, train_teacher
 from calikd.utils.config import add_config_arguments, config_from_args
 
@@ -23,7 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(TeacherConfig, args, config_file=args.config)
-    result = train_teacher(config)
+    with distributed_session(config.device) as runtime:  # torchrun: one process per GPU or CPU share
+        result = train_teacher(config)
+    if not runtime.is_main:
+        return 0
     rows = [
         [f"last (epoch {config.epochs})", *(result.test_last[k] for k in ("accuracy", "nll", "ece"))],
         [

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from calikd.engine.distributed import Distributed
 from calikd.errors import ConfigError
 from calikd.utils.io import atomic_write_json
 
@@ -69,6 +70,7 @@ class TeacherLogitCache:
         num_classes: int,
         rows_per_epoch: int,
         folder: Path | None = None,
+        runtime: Distributed | None = None,
     ) -> None:
         self.key = {"format": FORMAT_VERSION, "layout": "static" if static else "per-epoch", **key}
         self.static = static
@@ -76,6 +78,8 @@ class TeacherLogitCache:
         self.num_classes = num_classes
         self.rows_per_epoch = rows_per_epoch
         self.folder = folder
+        self.runtime = runtime or Distributed()
+        self._stored_rows: list[torch.Tensor] = []  # static: indices filled since the last merge
         self.hits = 0
         self.misses = 0
         self._table: torch.Tensor | None = None  # static: (N, C); per-epoch: (rows, C) of the current epoch
@@ -250,19 +254,45 @@ class TeacherLogitCache:
             idx = index.cpu()
             self._table[idx] = logits.to(self._table.dtype)
             self._filled[idx] = True
+            if self.runtime.enabled:
+                self._stored_rows.append(idx)
             return
         if self._table is None:
             self._table = torch.zeros(self.rows_per_epoch, self.num_classes, dtype=logits.dtype)
         self._table[self._cursor : self._cursor + len(logits)] = logits
         self._cursor += len(logits)
 
+    def _merge_ranks(self) -> None:
+        """Static layout under DDP: give every rank the rows the others computed this epoch (each rank
+        computes the logits of its own share of the batches, so together they fill the table once)."""
+        mine = torch.cat(self._stored_rows) if self._stored_rows else torch.zeros(0, dtype=torch.int64)
+        self._stored_rows = []
+        rows = torch.zeros(0, self.num_classes) if self._table is None else self._table[mine].float()
+        index = self.runtime.gather_rows(mine)
+        logits = self.runtime.gather_rows(rows)
+        if len(index) == 0:
+            return
+        dtype = self._table.dtype if self._table is not None else logits.dtype
+        if self._table is None:
+            self._table = torch.zeros(self.num_samples, self.num_classes, dtype=dtype)
+            self._filled = torch.zeros(self.num_samples, dtype=torch.bool)
+        assert self._filled is not None
+        self._table[index] = logits.to(dtype)
+        self._filled[index] = True
+
     def end_epoch(self) -> None:
-        """Persist what the epoch computed (per-epoch layout: only complete epochs; static: a full table)."""
+        """Persist what the epoch computed (per-epoch layout: only complete epochs; static: a full table).
+
+        Under DDP every rank calls this at the same point: the static layout's table is merged across
+        ranks and written by rank 0; the per-epoch layout is per rank (its key names the rank)."""
+        if self.static and self.runtime.enabled:
+            self._merge_ranks()
         if self._table is None:
             return
         if self.static:
             assert self._filled is not None
-            if bool(self._filled.all()) and self.folder is not None and not self._file(None).exists():
+            writes = self.folder is not None and self.runtime.is_main  # under DDP rank 0 writes the table
+            if writes and bool(self._filled.all()) and not self._file(None).exists():
                 self._write(None, self._table)
             return
         if not self._epoch_complete and self._cursor == self.rows_per_epoch:

@@ -22,6 +22,7 @@ from torch import nn
 
 from calikd.calibration import CalibrationOnTestWarning, Calibrator, TemperatureScaling, load_calibrator
 from calikd.data import ArrayDataset
+from calikd.engine.distributed import Distributed
 from calikd.engine.evaluate import predict_logits
 from calikd.errors import ConfigError
 from calikd.metrics import CalibrationReport, calibration_report
@@ -159,14 +160,22 @@ def teacher_report(
     precision: Precision,
     batch_size: int,
     n_bins: int = 15,
+    runtime: Distributed | None = None,
 ) -> dict[str, dict[str, CalibrationReport]]:
-    """The teacher's metrics per split, ``{"val": {"raw": report, "calibrated": report}, "test": ...}``."""
+    """The teacher's metrics per split, ``{"val": {"raw": report, "calibrated": report}, "test": ...}``
+    (under data-parallel training, ``runtime``, from every rank's shard)."""
     out: dict[str, dict[str, CalibrationReport]] = {}
     for split, dataset in splits.items():
         if len(dataset) == 0:
             continue
         logits, labels = predict_logits(
-            teacher.model, dataset, transform, device=device, precision=precision, batch_size=batch_size
+            teacher.model,
+            dataset,
+            transform,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            runtime=runtime,
         )
         entry = {"raw": calibration_report(logits, labels, n_bins=n_bins)}
         if teacher.calibrator is not None:

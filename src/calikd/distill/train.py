@@ -25,15 +25,24 @@ from calikd.distill.registry import create_distiller, distiller_class
 from calikd.distill.report import write_report
 from calikd.distill.teacher import DistillTeacher, load_teacher, teacher_report
 from calikd.engine.config import build_optimization
+from calikd.engine.distributed import Distributed, sync_batch_norm
 from calikd.engine.evaluate import predict_logits
 from calikd.engine.progress import progress_bar
-from calikd.engine.run import CHECKPOINT_FILES, check_resumable, is_better, mean_throughput, prepare_run_dir
+from calikd.engine.run import (
+    CHECKPOINT_FILES,
+    check_ranks_agree,
+    check_resumable,
+    check_world_size,
+    is_better,
+    mean_throughput,
+    prepare_run_dir,
+)
 from calikd.errors import CheckpointError, ConfigError
 from calikd.metrics import calibration_report, summary_metrics
 from calikd.models import create_model, model_info
 from calikd.store import load_state_into, read_checkpoint, save_checkpoint
 from calikd.utils.config import config_fields, config_to_dict
-from calikd.utils.device import Precision, resolve_device, resolve_precision
+from calikd.utils.device import Precision, resolve_precision
 from calikd.utils.seed import derive_seed, make_generator
 
 RUN_FILES = (*CHECKPOINT_FILES, "report.json", "report.md", "reliability.png")
@@ -206,6 +215,7 @@ def _build_cache(
     device: torch.device,
     logits_dtype: str,
     say: Callable[[str], None],
+    runtime: Distributed,
 ) -> TeacherLogitCache | None:
     mode = config.teacher_cache
     if mode == "off" or distiller.uses_features or distiller.teacher is None:
@@ -251,12 +261,15 @@ def _build_cache(
             geometric=described["geometric"],
             kd_augment=augment,
         )
+        if runtime.enabled:  # each rank caches its own share, drawn from its own random stream
+            key.update(world_size=runtime.world_size, rank=runtime.rank)
     views = 3 if config.kd_augment == "augmix" and config.augmix_js else 1
     kwargs = dict(
         static=static,
         num_samples=len(data.train),
         num_classes=data.info.num_classes,
-        rows_per_epoch=len(loader) * config.batch_size * views,
+        rows_per_epoch=len(loader) * loader.local_batch_size * views,
+        runtime=runtime,
     )
     if mode == "disk":
         return TeacherLogitCache.open(config.cache_dir, key, **kwargs)
@@ -279,15 +292,23 @@ def distill_one_epoch(
     on_step: Callable[[], None] | None = None,
     desc: str = "distil",
     show_progress: bool = True,
+    runtime: Distributed | None = None,
+    wrapped: torch.nn.Module | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader``; returns the mean of each loss, train accuracy and throughput."""
+    """One pass over ``loader``; returns the mean of each loss, train accuracy and throughput.
+
+    Under data-parallel training ``wrapped`` is the DDP-wrapped ``distiller`` (the forward pass goes through
+    it), ``loader`` yields this rank's share of every batch, and the returned numbers are over all ranks.
+    """
+    runtime = runtime or Distributed()
+    forward = wrapped if wrapped is not None else distiller
     distiller.train()
     params = distiller.trainable_parameters()
     sums: dict[str, torch.Tensor] = {}
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
     start = time.perf_counter()
-    with progress_bar(len(loader.dataset), desc, enabled=show_progress) as bar:
+    with progress_bar(len(loader.dataset), desc, enabled=show_progress and runtime.is_main) as bar:
         for images, labels, index in loader:
             step = inputs.train_step(images, labels, generator)
             xs, xt = step.student, step.teacher
@@ -306,7 +327,7 @@ def distill_one_epoch(
                         cache.store(views_index, teacher_logits)
                     else:
                         teacher_logits = teacher_logits.to(device, non_blocking=True)
-                logits, losses = distiller(
+                logits, losses = forward(
                     xs, step.target, teacher_x=xt, teacher_logits=teacher_logits, index=views_index
                 )
             if step.views == 3 and js_weight > 0:
@@ -328,10 +349,13 @@ def distill_one_epoch(
                 )
             correct += (logits.detach()[:n].argmax(1) == labels).sum()
             seen += n
-            bar.update(n)
+            bar.update(n * runtime.world_size)
             if on_step is not None:
                 on_step()
     elapsed = time.perf_counter() - start
+    if runtime.enabled:
+        sums = {name: runtime.sum(value) for name, value in sums.items()}
+        correct, seen = runtime.sum(correct), seen * runtime.world_size
     stats = {f"loss_{k}": float(v) / max(seen, 1) for k, v in sums.items()}
     stats["loss"] = sum(stats.values())
     stats.update(
@@ -347,6 +371,7 @@ def _evaluate_student(
     config: DistillConfig,
     device: torch.device,
     precision: Precision,
+    runtime: Distributed,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     return predict_logits(
         model,
@@ -355,6 +380,7 @@ def _evaluate_student(
         device=device,
         precision=precision,
         batch_size=config.eval_batch_size,
+        runtime=runtime,
     )
 
 
@@ -369,14 +395,26 @@ def distill(
 
     ``data`` skips loading the dataset; ``on_step(global_step)`` is called after every optimizer step;
     ``log`` receives one line per epoch (``None`` silences it).
+
+    Under ``torchrun`` (an open process group) every rank calls this: the student (and the method's own
+    parts) train under DistributedDataParallel with ``batch_size`` as the global batch; the frozen teacher is
+    not wrapped; metrics come from all samples; rank 0 alone logs and writes files (see
+    :mod:`calikd.engine.distributed`); every rank returns the result.
     """
-    say = log or (lambda _msg: None)
+    runtime = Distributed.current()
+    say = (log or (lambda _msg: None)) if runtime.is_main else (lambda _msg: None)
     config.validate()
     method_options = config.method_options_resolved()
-    device = resolve_device(config.device)
+    device = runtime.device(config.device)
     precision = resolve_precision(config.precision, device)
     model_info(config.student)
     needs_teacher = distiller_class(config.method).needs_teacher
+    if runtime.enabled and distiller_class(config.method).needs_index:
+        raise ConfigError(
+            f"method '{config.method}' keeps a memory bank of every training sample, which data-parallel "
+            "training does not keep in step across processes yet",
+            hint="run it on one process (without torchrun)",
+        )
 
     teacher_meta = read_checkpoint(config.teacher).meta if config.teacher else None
     if data is None:
@@ -405,7 +443,13 @@ def distill(
             config.teacher_calibration,
             device=device,
             val_logits=lambda m: predict_logits(
-                m, data.val, full_eval, device=device, precision=precision, batch_size=config.eval_batch_size
+                m,
+                data.val,
+                full_eval,
+                device=device,
+                precision=precision,
+                batch_size=config.eval_batch_size,
+                runtime=runtime,
             ),
         )
         if precision.channels_last:
@@ -450,6 +494,7 @@ def distill(
         num_samples=len(data.train),
         sample_labels=data.train.labels,
     )
+    distiller.student = sync_batch_norm(distiller.student, config.sync_bn, runtime, device)
     distiller.to(device)
     if precision.channels_last:
         distiller.to(memory_format=torch.channels_last)
@@ -471,6 +516,8 @@ def distill(
         drop_last=True,
         device=device,
         with_indices=True,
+        rank=runtime.rank,
+        world_size=runtime.world_size,
     )
     if len(loader) == 0:
         raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(data.train)} training samples")
@@ -478,19 +525,30 @@ def distill(
     cache = None
     if teacher is not None:
         dtype = _logits_dtype(teacher.model, teacher_example.to(device), device, precision)
-        cache = _build_cache(config, distiller, teacher, data, inputs, loader, precision, device, dtype, say)
-    prepare_run_dir(out_dir, resume=config.resume, overwrite=config.overwrite, run_files=RUN_FILES)
+        cache = _build_cache(
+            config, distiller, teacher, data, inputs, loader, precision, device, dtype, say, runtime
+        )
+    prepare_run_dir(
+        out_dir, resume=config.resume, overwrite=config.overwrite, run_files=RUN_FILES, clean=runtime.is_main
+    )
+    runtime.barrier()  # rank 0 has removed an overwritten run's files
 
     history: list[dict[str, float]] = []
     best: dict[str, float] | None = None
     best_epoch, start_epoch = 0, 1
     if config.resume:
         ckpt = read_checkpoint(out_dir / "last")
-        check_resumable(config_to_dict(config), ckpt.meta.get("config", {}), RESUME_MAY_DIFFER)
+        check_resumable(
+            config_to_dict(config),
+            ckpt.meta.get("config", {}),
+            RESUME_MAY_DIFFER,
+            defaults=config_to_dict(DistillConfig()),
+        )
         _check_same_distillation(ckpt.meta.get("distillation", {}), teacher, method_options)
         state = ckpt.load_train_state()
         if state is None:
             raise ConfigError(f"checkpoint '{out_dir / 'last'}' has no training state to resume from")
+        check_world_size(state, runtime, out_dir)
         load_state_into(student, ckpt.state_dict)
         distiller.load_extra_state(state["distiller"])
         optimizer.load_state_dict(state["optimizer"])
@@ -499,6 +557,8 @@ def distill(
         start_epoch = state["epoch"] + 1
         say(f"resuming {out_dir} after epoch {state['epoch']}")
 
+    check_ranks_agree(runtime, start_epoch, out_dir)
+    wrapped = runtime.wrap(distiller, device, ignore_prefix="teacher.")  # the frozen teacher stays unwrapped
     step = (start_epoch - 1) * len(loader)
 
     def step_hook() -> None:
@@ -514,8 +574,8 @@ def distill(
     for epoch in range(start_epoch, config.epochs + 1):
         loader.set_epoch(epoch)
         distiller.set_epoch(epoch, config.epochs)
-        torch.manual_seed(derive_seed(config.seed, "torch", epoch))
-        generator = make_generator(derive_seed(config.seed, "augment", epoch), device)
+        torch.manual_seed(derive_seed(config.seed, "torch", epoch, *runtime.seed_parts()))
+        generator = make_generator(derive_seed(config.seed, "augment", epoch, *runtime.seed_parts()), device)
         if cache is not None:
             cache.start_epoch(epoch)
         stats = distill_one_epoch(
@@ -533,13 +593,18 @@ def distill(
             on_step=step_hook,
             desc=f"epoch {epoch}/{config.epochs}",
             show_progress=config.progress,
+            runtime=runtime,
+            wrapped=wrapped,
         )
+        runtime.broadcast_buffers(distiller, skip_prefix="teacher.")  # one set of batch-norm statistics
         if cache is not None:
             cache.end_epoch()
         record: dict[str, float] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         record.update({f"train_{k}": v for k, v in stats.items()})
         if len(data.val):
-            val = summary_metrics(*_evaluate_student(student, data.val, inputs, config, device, precision))
+            val = summary_metrics(
+                *_evaluate_student(student, data.val, inputs, config, device, precision, runtime)
+            )
             record.update({f"val_{k}": v for k, v in val.items()})
         else:
             val = {"accuracy": stats["accuracy"], "nll": stats["loss"], "ece": float("nan")}
@@ -547,7 +612,8 @@ def distill(
         meta = meta_for(epoch, {f"val_{k}": v for k, v in val.items()})
         if is_better(val, best):
             best, best_epoch = val, epoch
-            save_checkpoint(out_dir / "best", student, meta)
+            if runtime.is_main:
+                save_checkpoint(out_dir / "best", student, meta)
         train_state = {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -556,8 +622,11 @@ def distill(
             "history": history,
             "best": best,
             "best_epoch": best_epoch,
+            "world_size": runtime.world_size,
         }
-        save_checkpoint(out_dir / "last", student, meta, train_state=train_state)
+        if runtime.is_main:
+            save_checkpoint(out_dir / "last", student, meta, train_state=train_state)
+        runtime.barrier()  # no rank runs ahead of a checkpoint it may have to resume from
         losses = " ".join(f"{k[5:]} {v:.4f}" for k, v in stats.items() if k.startswith("loss_"))
         say(
             f"epoch {epoch:>3}/{config.epochs}  {losses}  val acc {val['accuracy']:.4f} "
@@ -566,11 +635,13 @@ def distill(
     wall = time.perf_counter() - wall_start
     distiller.remove_hooks()
 
-    test_last = calibration_report(*_evaluate_student(student, data.test, inputs, config, device, precision))
+    test_last = calibration_report(
+        *_evaluate_student(student, data.test, inputs, config, device, precision, runtime)
+    )
     best_model = copy.deepcopy(student)
     load_state_into(best_model, read_checkpoint(out_dir / "best").state_dict)
     test_best = calibration_report(
-        *_evaluate_student(best_model, data.test, inputs, config, device, precision)
+        *_evaluate_student(best_model, data.test, inputs, config, device, precision, runtime)
     )
     panels: dict[str, Any] = {}
     teacher_numbers: dict[str, Any] = {}
@@ -587,6 +658,7 @@ def distill(
                 device=device,
                 precision=precision,
                 batch_size=config.eval_batch_size,
+                runtime=runtime,
             )
             for view, transform in views.items()
         }
@@ -619,7 +691,9 @@ def distill(
             "method": config.method,
             "method_options": method_options,
             "config": config_to_dict(config),
+            **({"world_size": runtime.world_size} if runtime.enabled else {}),
         },
     )
-    write_report(result, panels, out_dir)
+    if runtime.is_main:
+        write_report(result, panels, out_dir)
     return result

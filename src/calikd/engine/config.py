@@ -42,6 +42,7 @@ class TrainingConfig:
         "auto", "auto = bf16 autocast + channels_last where fast, else fp32", choices=PRECISION_CHOICES
     )
     device: str = option("auto", "auto = CUDA when available, else CPU", choices=DEVICE_CHOICES)
+    sync_bn: bool = option(False, "under torchrun on CUDA: synchronise batch-norm statistics across GPUs")
     seed: int = option(0, "seed of initialisation, shuffling and augmentation", min=0)
     resume: bool = option(False, "continue from the last checkpoint in the output folder")
     overwrite: bool = option(False, "start afresh even if the output folder holds an earlier run")

@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 from calikd.data import ArrayDataset, BatchLoader
+from calikd.engine.distributed import Distributed
 from calikd.engine.progress import progress_bar
+from calikd.errors import ConfigError
 from calikd.utils.device import Precision
 
 
@@ -26,8 +28,28 @@ def predict_logits(
     batch_size: int = 1024,
     show_progress: bool = False,
     desc: str = "eval",
+    runtime: Distributed | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits ``(N, C)`` (float32, CPU) and labels ``(N,)`` in dataset order, with ``model`` in eval mode."""
+    """Logits ``(N, C)`` (float32, CPU) and labels ``(N,)`` in dataset order, with ``model`` in eval mode.
+
+    Under data-parallel training (``runtime``) every rank runs a contiguous shard and the shards are gathered,
+    so every rank returns the logits of the whole dataset.
+    """
+    if runtime is not None and runtime.enabled:
+        if len(dataset) < runtime.world_size:
+            raise ConfigError(f"{len(dataset)} samples cannot be shared by {runtime.world_size} processes")
+        lo, hi = runtime.shard(len(dataset))
+        logits, labels = predict_logits(
+            model,
+            dataset.subset(torch.arange(lo, hi)),
+            transform,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            show_progress=show_progress and runtime.is_main,
+            desc=desc,
+        )
+        return runtime.gather_rows(logits), runtime.gather_rows(labels)
     was_training = model.training
     model.eval()
     loader = BatchLoader(dataset, batch_size, shuffle=False, device=device)

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from calikd.engine.distributed import Distributed
 from calikd.errors import ConfigError
 from calikd.utils.io import ensure_writable_dir
 
@@ -21,9 +22,12 @@ CHECKPOINT_FILES = tuple(
 )
 
 
-def prepare_run_dir(out_dir: Path, *, resume: bool, overwrite: bool, run_files: Iterable[str]) -> None:
+def prepare_run_dir(
+    out_dir: Path, *, resume: bool, overwrite: bool, run_files: Iterable[str], clean: bool = True
+) -> None:
     """Check that ``out_dir`` may be written as asked: an earlier run there needs ``resume`` or ``overwrite``
-    (which deletes the earlier run's ``run_files``); ``resume`` needs an earlier run."""
+    (which deletes the earlier run's ``run_files``, unless ``clean`` is False: a DDP rank other than 0);
+    ``resume`` needs an earlier run."""
     last_json = out_dir / "last.json"
     if last_json.exists() and not (resume or overwrite):
         raise ConfigError(
@@ -33,25 +37,53 @@ def prepare_run_dir(out_dir: Path, *, resume: bool, overwrite: bool, run_files: 
     if resume and not last_json.exists():
         raise ConfigError(f"--resume given but '{out_dir}' holds no checkpoint (last.json) to resume from")
     ensure_writable_dir(out_dir)
-    if overwrite:
+    if overwrite and clean:
         for stale in run_files:
             (out_dir / stale).unlink(missing_ok=True)
 
 
 def check_resumable(
-    current: Mapping[str, Any], saved: Mapping[str, Any], may_differ: Iterable[str] = RESUME_MAY_DIFFER
+    current: Mapping[str, Any],
+    saved: Mapping[str, Any],
+    may_differ: Iterable[str] = RESUME_MAY_DIFFER,
+    *,
+    defaults: Mapping[str, Any] | None = None,
 ) -> None:
-    """Refuse to resume when a setting that changes the result differs from the checkpoint's."""
-    skip = set(may_differ)
+    """Refuse to resume when a setting that changes the result differs from the checkpoint's.
+
+    A key the checkpoint lacks (an option added since it was written) counts as its value in ``defaults``.
+    """
+    skip, defaults = set(may_differ), defaults or {}
     diffs = [
-        f"{key}: checkpoint has {saved.get(key)!r}, now {value!r}"
+        f"{key}: checkpoint has {saved.get(key, defaults.get(key))!r}, now {value!r}"
         for key, value in current.items()
-        if key not in skip and saved.get(key) != value
+        if key not in skip and saved.get(key, defaults.get(key)) != value
     ]
     if diffs:
         raise ConfigError(
             "cannot resume: the configuration differs from the checkpoint's (" + "; ".join(diffs) + ")",
             hint="resume with the same settings, or start a new run in another --out folder",
+        )
+
+
+def check_world_size(train_state: Mapping[str, Any], runtime: Distributed, out_dir: Path) -> None:
+    """Refuse to resume a run on another number of processes: its batches and random streams would differ."""
+    saved = int(train_state.get("world_size", 1))
+    if saved != runtime.world_size:
+        raise ConfigError(
+            f"cannot resume '{out_dir}': it was trained on {saved} process(es), now {runtime.world_size}; "
+            "resuming would not reproduce the run",
+            hint=f"resume with torchrun --nproc_per_node={saved}" if saved > 1 else "resume without torchrun",
+        )
+
+
+def check_ranks_agree(runtime: Distributed, start_epoch: int, out_dir: Path) -> None:
+    """Under DDP: refuse to go on when the ranks would start from different epochs (they read different
+    checkpoints, e.g. ``out_dir`` is not on a filesystem every node shares)."""
+    if not runtime.agree(start_epoch):
+        raise ConfigError(
+            f"the processes found different checkpoints in '{out_dir}'",
+            hint="put --out on a filesystem that every node shares",
         )
 
 

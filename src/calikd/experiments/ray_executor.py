@@ -1,26 +1,39 @@
 """Run a sweep's runs as Ray tasks (``calikd sweep --executor ray``; needs ``pip install 'calikd[ray]'``).
 
-Each run is one Ray task asking for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs; it calls
-:func:`calikd.experiments.tasks.execute`, which claims the run in the results store, records its metrics or
-its error and skips a run already finished, exactly as a local worker process does. Ray is imported only
-here, and only when this executor is used. The store and the run folders must be reachable at the same
-paths from every node (the store's path is made absolute; tasks work in the driver's working directory).
+Each run is one Ray task asking for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs. The driver (the
+process running the sweep) alone opens the results store: it claims each run before submitting its task,
+with the same claim and owner semantics as a local worker (so another sweep process on the same store
+sees the run as held and does not run it too), refreshes the heartbeat of every run in flight while it
+waits for the tasks, and records what each task returns (metrics, artifacts, wall time) or how it failed:
+the run's own error as a local worker records it, or a message saying that its Ray worker died or its
+task was cancelled. A run already finished, or held by another live sweep process, is skipped. Ctrl-C
+cancels the tasks in flight and hands their runs back (pending). A task only runs the work
+(:func:`calikd.experiments.tasks.run_work`) and never sees the store's path.
+
+Ray is imported only here, and only when this executor is used. Tasks write their run folders themselves,
+working in the driver's working directory, so on a multi-node cluster the run folders (and datasets) must
+be reachable at the same paths from every node; the store only needs to be on the driver's machine. A run
+waiting in Ray's queue shows as running in the store (it is claimed when submitted).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
 import socket
+import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from calikd.errors import ConfigError, did_you_mean
 from calikd.experiments.spec import RunPlan
-from calikd.store.results import DEFAULT_STALE_AFTER_S, ClaimLostError, ResultsStore
+from calikd.experiments.tasks import RunResult, error_detail, record_failure, record_result
+from calikd.store.results import DEFAULT_HEARTBEAT_S, ClaimLostError, ResultsStore
 
 INSTALL_HINT = "pip install 'calikd[ray]'"
 _DEVICE_KINDS = ("teacher", "distill")  # run kinds whose config chooses a device
@@ -82,9 +95,10 @@ def import_ray() -> Any:
     return ray
 
 
-def run_in_task(plan: RunPlan, db_path: str, threads: int, gpus: float, cwd: str) -> str:
-    """The body of a Ray task: run ``plan`` with :func:`~calikd.experiments.tasks.execute` in ``cwd``."""
-    from calikd.experiments.tasks import execute
+def run_in_task(plan: RunPlan, threads: int, gpus: float, cwd: str) -> RunResult:
+    """The body of a Ray task: run ``plan`` with :func:`~calikd.experiments.tasks.run_work` in ``cwd`` and
+    return its result (the driver records it; a task never opens the results store)."""
+    from calikd.experiments.tasks import run_work
 
     if not os.path.isdir(cwd):
         raise ConfigError(
@@ -97,31 +111,28 @@ def run_in_task(plan: RunPlan, db_path: str, threads: int, gpus: float, cwd: str
             plan = dataclasses.replace(plan, config={**plan.config, "device": "auto"})
     else:  # Ray leaves the GPUs visible to a task that asked for none: keep it off them
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    return execute(plan, db_path, threads)
+    return run_work(plan, threads)
 
 
-def record_task_error(db_path: str, plan: RunPlan, error: BaseException, *, worker_died: bool) -> str:
-    """Status of a run whose Ray task raised past :func:`execute` (``worker_died`` False) or whose worker
-    died (killed, out of memory, node lost): recorded as failed with the error, unless it finished or
-    another live worker holds it."""
-    cause = getattr(error, "cause", None)
-    if isinstance(cause, ClaimLostError):  # its heartbeat went stale and another worker runs it now
-        return "skipped"
-    detail = f"{type(cause).__name__}: {cause}" if cause is not None else f"{type(error).__name__}: {error}"
-    with ResultsStore(db_path) as store:
-        if store.get(plan.run_id).status == "finished":
-            return "finished"
-        # a dead worker's claim is taken over now rather than after the stale timeout
-        stale_after_s = 0.0 if worker_died else DEFAULT_STALE_AFTER_S
-        if not store.claim(plan.run_id, stale_after_s=stale_after_s):
-            return "skipped"
-        store.fail(plan.run_id, f"the Ray task failed: {detail}")
-    return "failed"
+def task_error_detail(ray: Any, error: BaseException) -> str:
+    """The error recorded for a run whose Ray task did not return: the run's own error (as a local worker
+    records it) when the task raised, else what happened to the task or its worker."""
+    if isinstance(error, ray.exceptions.RayTaskError):  # the run raised
+        cause = getattr(error, "cause", None)
+        return error_detail(cause if isinstance(cause, BaseException) else error)
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    if isinstance(error, ray.exceptions.TaskCancelledError):
+        what = "its Ray task was cancelled"
+    else:  # the worker was killed, ran out of memory, or its node was lost
+        what = "the Ray worker running it died"
+    return f"{what} ({type(error).__name__}: {first_line})" if first_line else what
 
 
 class RayExecutor:
-    """Runs plans as Ray tasks; connects on the first non-empty :meth:`run`, disconnects in :meth:`close`
-    (shutting Ray down only if it started it)."""
+    """Runs plans as Ray tasks, claiming and recording them in the store itself; connects on the first
+    non-empty :meth:`run`, disconnects in :meth:`close` (shutting Ray down only if it started it)."""
+
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S  # how often the driver refreshes the heartbeats of its runs
 
     def __init__(
         self, options: RayOptions | Mapping[str, Any] | None = None, log: Callable[[str], None] | None = None
@@ -168,34 +179,95 @@ class RayExecutor:
         self._say(f"warning: {message} now; the runs wait until such a node joins the cluster")
 
     def run(self, plans: list[RunPlan], db_path: str) -> Iterator[tuple[RunPlan, str]]:
-        """Submit ``plans`` as Ray tasks and yield each with its status as it ends."""
+        """Claim ``plans`` in the store at ``db_path``, run them as Ray tasks and yield each with its status
+        as it ends (``skipped`` at once for one that is finished or another live sweep process holds)."""
         if not plans:
             return
         if self._remote is None:
             self._connect()
-        ray, opts = self._ray, self.options
-        db_path, cwd = os.path.abspath(db_path), os.getcwd()
-        pending = {
-            self._remote.options(
-                num_cpus=opts.cpus_per_run, num_gpus=opts.gpus_per_run, name=f"calikd {plan.kind} {plan.name}"
-            ).remote(plan, db_path, opts.threads, opts.gpus_per_run, cwd): plan
-            for plan in plans
-        }
+        cwd = os.getcwd()
+        with ResultsStore(os.path.abspath(db_path)) as store:
+            in_flight: dict[Any, RunPlan] = {}
+            try:
+                skipped = []
+                for plan in plans:
+                    if store.claim(plan.run_id):
+                        in_flight[self._submit(plan, cwd)] = plan
+                    else:
+                        skipped.append(plan)
+                for plan in skipped:
+                    yield plan, "skipped"
+                yield from self._wait_all(store, in_flight)
+            finally:  # interrupted (Ctrl-C) or abandoned: the runs in flight go back to pending
+                self._hand_back(store, in_flight)
+
+    def _submit(self, plan: RunPlan, cwd: str) -> Any:
+        opts = self.options
+        return self._remote.options(
+            num_cpus=opts.cpus_per_run, num_gpus=opts.gpus_per_run, name=f"calikd {plan.kind} {plan.name}"
+        ).remote(plan, opts.threads, opts.gpus_per_run, cwd)
+
+    def _wait_all(self, store: ResultsStore, in_flight: dict[Any, RunPlan]) -> Iterator[tuple[RunPlan, str]]:
+        """Yield each run of ``in_flight`` (emptied as they end) with its recorded status, heartbeating
+        those still running every :attr:`heartbeat_s` seconds."""
+        ray = self._ray
+        next_beat = time.monotonic() + self.heartbeat_s
+        while in_flight:
+            timeout = max(0.0, next_beat - time.monotonic())
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
+            if time.monotonic() >= next_beat:
+                for ref, plan in list(in_flight.items()):
+                    if ref not in ready and not self._beat(store, plan):
+                        del in_flight[ref]  # another sweep process runs it now: stop this copy
+                        ray.cancel(ref)
+                        yield plan, "skipped"
+                next_beat = time.monotonic() + self.heartbeat_s
+            for ref in ready:
+                plan = in_flight.pop(ref)
+                yield plan, self._record(store, plan, ref)
+
+    def _beat(self, store: ResultsStore, plan: RunPlan) -> bool:
+        """Refresh ``plan``'s heartbeat; False if another worker took the run over (it went stale)."""
         try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                plan = pending.pop(ready[0])
-                try:
-                    status = ray.get(ready[0])
-                except ray.exceptions.RayError as exc:
-                    died = not isinstance(exc, ray.exceptions.RayTaskError)
-                    status = record_task_error(db_path, plan, exc, worker_died=died)
-                yield plan, status
-        finally:  # interrupted (Ctrl-C) or abandoned: the running runs go back to pending
-            for ref in pending:
-                ray.cancel(ref)  # a KeyboardInterrupt in the task, where execute() releases the run
-            if pending:
-                ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_WAIT_S)
+            if store.heartbeat(plan.run_id):
+                return True
+        except sqlite3.OperationalError:  # the store stayed locked for its busy timeout: beat next time
+            return True
+        self._say(f"  {plan.kind} {plan.name}: another sweep process took it over (stale heartbeat)")
+        return False
+
+    def _record(self, store: ResultsStore, plan: RunPlan, ref: Any) -> str:
+        """Record the run of the ended task ``ref``: ``finished``, ``failed``, or ``skipped`` if another
+        worker took it over meanwhile."""
+        try:
+            result = self._ray.get(ref)
+        except self._ray.exceptions.RayError as exc:
+            return record_failure(store, plan, task_error_detail(self._ray, exc))
+        try:
+            return record_result(store, plan, result)
+        except ClaimLostError:
+            return "skipped"
+
+    def _hand_back(self, store: ResultsStore, in_flight: dict[Any, RunPlan]) -> None:
+        """Cancel the tasks still in flight, wait a little for them to stop, and give their runs back as
+        pending (recording those whose task returned meanwhile)."""
+        if not in_flight:
+            return
+        ray = self._ray
+        for ref in in_flight:
+            ray.cancel(ref)  # a KeyboardInterrupt in the task
+        ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=CANCEL_WAIT_S)
+        for ref, plan in in_flight.items():
+            try:
+                result = ray.get(ref, timeout=0) if ref in ready else None
+            except ray.exceptions.RayError:
+                result = None
+            if not isinstance(result, RunResult):
+                store.release(plan.run_id)
+                continue
+            with contextlib.suppress(ClaimLostError):  # it returned before the cancel reached it
+                record_result(store, plan, result)
+        in_flight.clear()
 
     def close(self) -> None:
         """Disconnect from Ray, shutting it down if this executor started it."""

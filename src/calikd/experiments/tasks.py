@@ -2,12 +2,19 @@
 
 A run already finished (by this or an earlier sweep process) is skipped; a run that fails is recorded as
 failed with its error and does not stop the others; Ctrl-C hands the run back (pending) and stops.
+
+The work and its recording are separate pieces, so that the Ray executor can run the work in a Ray task
+and record it in the driver (which alone opens the store): :func:`run_work` runs a plan and returns a
+:class:`RunResult` without touching the store; :func:`record_result` and :func:`record_failure` write a run
+the caller holds as finished or failed. :func:`execute` (the local executor) is claim, heartbeat,
+:func:`run_work` and one of the two.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -153,31 +160,64 @@ RUNNERS = {
 }
 
 
-def execute(plan: RunPlan, db_path: str, threads: int | None = None) -> str:
-    """Run ``plan`` if this worker can claim it: ``"finished"``, ``"failed"`` or ``"skipped"``."""
+@dataclass(frozen=True)
+class RunResult:
+    """What a run produced: its metrics, artifact paths and wall time (seconds of :func:`run_work`)."""
+
+    metrics: dict[str, Any]
+    artifacts: dict[str, str] = field(default_factory=dict)
+    wall_time_s: float | None = None
+
+
+def run_work(plan: RunPlan, threads: int | None = None) -> RunResult:
+    """Run ``plan`` (with ``threads`` torch threads if given) and return what it produced; never opens the
+    results store. Raises what the run raises."""
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
+    start = time.perf_counter()
+    metrics, artifacts = RUNNERS[plan.kind](plan)
+    return RunResult(metrics, artifacts, time.perf_counter() - start)
+
+
+def error_detail(exc: BaseException) -> str:
+    """How a run's exception is recorded: ``Type: message`` (no traceback)."""
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+def record_result(store: ResultsStore, plan: RunPlan, result: RunResult) -> str:
+    """Record ``plan``, which ``store``'s worker holds, as finished with ``result``: ``"finished"``.
+
+    Raises :class:`~calikd.store.results.ClaimLostError` if another worker took the run over."""
+    store.finish(
+        plan.run_id,
+        result.metrics,
+        result.artifacts,
+        out_dir=plan.out_dir,
+        wall_time_s=result.wall_time_s,
+    )
+    return "finished"
+
+
+def record_failure(store: ResultsStore, plan: RunPlan, detail: str) -> str:
+    """Record ``plan``, which ``store``'s worker holds, as failed with ``detail``: ``"failed"`` (nothing is
+    written if another worker took the run over)."""
+    store.fail(plan.run_id, detail)
+    return "failed"
+
+
+def execute(plan: RunPlan, db_path: str, threads: int | None = None) -> str:
+    """Run ``plan`` if this worker can claim it: ``"finished"``, ``"failed"`` or ``"skipped"``."""
     with ResultsStore(db_path) as store:
         if not store.claim(plan.run_id):
             return "skipped"
-        start = time.perf_counter()
         try:
             with store.keep_alive(plan.run_id):
-                metrics, artifacts = RUNNERS[plan.kind](plan)
+                result = run_work(plan, threads)
         except KeyboardInterrupt:
             store.release(plan.run_id)
             raise
         except Exception as exc:  # recorded; the sweep goes on with the other runs
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            store.fail(plan.run_id, detail)
-            return "failed"
-        store.finish(
-            plan.run_id,
-            metrics,
-            artifacts,
-            out_dir=plan.out_dir,
-            wall_time_s=time.perf_counter() - start,
-        )
-        return "finished"
+            return record_failure(store, plan, error_detail(exc))
+        return record_result(store, plan, result)

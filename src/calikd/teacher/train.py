@@ -17,16 +17,25 @@ from torch import nn
 import calikd
 from calikd.data import BatchLoader, DatasetSplits, build_eval_transform, build_train_transform, load_dataset
 from calikd.engine.config import build_optimization
+from calikd.engine.distributed import Distributed, sync_batch_norm
 from calikd.engine.evaluate import predict_logits
 from calikd.engine.progress import progress_bar
-from calikd.engine.run import CHECKPOINT_FILES, check_resumable, is_better, mean_throughput, prepare_run_dir
+from calikd.engine.run import (
+    CHECKPOINT_FILES,
+    check_ranks_agree,
+    check_resumable,
+    check_world_size,
+    is_better,
+    mean_throughput,
+    prepare_run_dir,
+)
 from calikd.errors import ConfigError
 from calikd.metrics import summary_metrics
 from calikd.models import create_model, model_info
 from calikd.store import load_state_into, read_checkpoint, save_checkpoint
 from calikd.teacher.config import TeacherConfig
 from calikd.utils.config import config_to_dict
-from calikd.utils.device import Precision, resolve_device, resolve_precision
+from calikd.utils.device import Precision, resolve_precision
 from calikd.utils.io import atomic_write_json
 from calikd.utils.seed import derive_seed, make_generator
 
@@ -99,14 +108,20 @@ def train_one_epoch(
     on_step: Callable[[], None] | None = None,
     desc: str = "train",
     show_progress: bool = True,
+    runtime: Distributed | None = None,
 ) -> dict[str, float]:
-    """One pass of cross-entropy training; returns mean loss, train accuracy and throughput."""
+    """One pass of cross-entropy training; returns mean loss, train accuracy and throughput.
+
+    Under data-parallel training (``runtime``) ``model`` is the DDP-wrapped model, ``loader`` yields this
+    rank's share of every batch, and the returned numbers are over all ranks' samples.
+    """
+    runtime = runtime or Distributed()
     model.train()
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
     start = time.perf_counter()
-    with progress_bar(len(loader.dataset), desc, enabled=show_progress) as bar:
+    with progress_bar(len(loader.dataset), desc, enabled=show_progress and runtime.is_main) as bar:
         for images, labels in loader:
             x = transform(images, generator)
             if precision.channels_last and x.ndim == 4:
@@ -125,12 +140,15 @@ def train_one_epoch(
             total_loss += loss.detach().double() * len(labels)
             correct += (logits.detach().argmax(1) == labels).sum()
             seen += len(labels)
-            bar.update(len(labels))
+            bar.update(len(labels) * runtime.world_size)
             if bar.n and not bar.disable:
                 bar.set_postfix(loss=f"{total_loss.item() / seen:.3f}", refresh=False)
             if on_step is not None:
                 on_step()
     elapsed = time.perf_counter() - start
+    if runtime.enabled:
+        total_loss, correct = runtime.sum(total_loss), runtime.sum(correct)
+        seen *= runtime.world_size  # every rank trains the same number of rows
     return {
         "loss": float(total_loss) / max(seen, 1),
         "accuracy": float(correct) / max(seen, 1),
@@ -150,9 +168,14 @@ def train_teacher(
 
     ``data`` skips loading the dataset (it must be the one ``config`` names); ``on_step(global_step)`` is
     called after every optimizer step; ``log`` receives one line per epoch (``None`` silences it).
+
+    Under ``torchrun`` (an open process group) every rank calls this: the model trains under
+    DistributedDataParallel with ``batch_size`` as the global batch, metrics come from all samples, and rank 0
+    alone logs and writes files (see :mod:`calikd.engine.distributed`); every rank returns the result.
     """
-    say = log or (lambda _msg: None)
-    device = resolve_device(config.device)
+    runtime = Distributed.current()
+    say = (log or (lambda _msg: None)) if runtime.is_main else (lambda _msg: None)
+    device = runtime.device(config.device)
     precision = resolve_precision(config.precision, device)
     model_info(config.model)  # an unknown model name fails before any data is read
     if data is None:
@@ -169,16 +192,26 @@ def train_teacher(
     model = create_model(
         config.model, num_classes=info.num_classes, in_channels=info.in_channels, **config.model_kwargs
     )
+    model = sync_batch_norm(model, config.sync_bn, runtime, device)
     model.to(device)
     if precision.channels_last:
         model.to(memory_format=torch.channels_last)
 
     out_dir = Path(config.out or config.default_out())
-    prepare_run_dir(out_dir, resume=config.resume, overwrite=config.overwrite, run_files=RUN_FILES)
-
     loader = BatchLoader(
-        data.train, config.batch_size, shuffle=True, seed=config.seed, drop_last=True, device=device
+        data.train,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        drop_last=True,
+        device=device,
+        rank=runtime.rank,
+        world_size=runtime.world_size,
     )
+    prepare_run_dir(
+        out_dir, resume=config.resume, overwrite=config.overwrite, run_files=RUN_FILES, clean=runtime.is_main
+    )
+    runtime.barrier()  # rank 0 has removed an overwritten run's files
     if len(loader) == 0:
         raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(data.train)} training samples")
     optimizer, scheduler = build_optimization(model, config, len(loader))
@@ -198,10 +231,13 @@ def train_teacher(
     start_epoch = 1
     if config.resume:
         ckpt = read_checkpoint(out_dir / "last")
-        check_resumable(config_to_dict(config), ckpt.meta.get("config", {}))
+        check_resumable(
+            config_to_dict(config), ckpt.meta.get("config", {}), defaults=config_to_dict(TeacherConfig())
+        )
         state = ckpt.load_train_state()
         if state is None:
             raise ConfigError(f"checkpoint '{out_dir / 'last'}' has no training state to resume from")
+        check_world_size(state, runtime, out_dir)
         load_state_into(model, ckpt.state_dict)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -209,6 +245,8 @@ def train_teacher(
         start_epoch = state["epoch"] + 1
         say(f"resuming {out_dir} after epoch {state['epoch']}")
 
+    check_ranks_agree(runtime, start_epoch, out_dir)
+    train_model = runtime.wrap(model, device)
     step = (start_epoch - 1) * len(loader)
     wall_start = time.perf_counter()
 
@@ -220,10 +258,10 @@ def train_teacher(
 
     for epoch in range(start_epoch, config.epochs + 1):
         loader.set_epoch(epoch)
-        torch.manual_seed(derive_seed(config.seed, "torch", epoch))
-        generator = make_generator(derive_seed(config.seed, "augment", epoch), device)
+        torch.manual_seed(derive_seed(config.seed, "torch", epoch, *runtime.seed_parts()))
+        generator = make_generator(derive_seed(config.seed, "augment", epoch, *runtime.seed_parts()), device)
         train_stats = train_one_epoch(
-            model,
+            train_model,
             loader,
             train_tf,
             optimizer,
@@ -236,7 +274,9 @@ def train_teacher(
             on_step=step_hook,
             desc=f"epoch {epoch}/{config.epochs}",
             show_progress=config.progress,
+            runtime=runtime,
         )
+        runtime.broadcast_buffers(model)  # every rank evaluates and saves rank 0's batch-norm statistics
         record: dict[str, float] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         record.update({f"train_{k}": v for k, v in train_stats.items()})
         if len(data.val):
@@ -247,6 +287,7 @@ def train_teacher(
                 device=device,
                 precision=precision,
                 batch_size=config.eval_batch_size,
+                runtime=runtime,
             )
             val = summary_metrics(logits, labels)
             record.update({f"val_{k}": v for k, v in val.items()})
@@ -256,7 +297,8 @@ def train_teacher(
         meta = checkpoint_meta(config, data, epoch, {f"val_{k}": v for k, v in val.items()})
         if is_better(val, best):
             best, best_epoch = val, epoch
-            save_checkpoint(out_dir / "best", model, meta)
+            if runtime.is_main:
+                save_checkpoint(out_dir / "best", model, meta)
         train_state = {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -264,8 +306,11 @@ def train_teacher(
             "history": history,
             "best": best,
             "best_epoch": best_epoch,
+            "world_size": runtime.world_size,
         }
-        save_checkpoint(out_dir / "last", model, meta, train_state=train_state)
+        if runtime.is_main:
+            save_checkpoint(out_dir / "last", model, meta, train_state=train_state)
+        runtime.barrier()  # no rank runs ahead of a checkpoint it may have to resume from
         say(
             f"epoch {epoch:>3}/{config.epochs}  loss {train_stats['loss']:.4f}  "
             f"val acc {val['accuracy']:.4f} nll {val['nll']:.4f} ece {val['ece']:.4f}  "
@@ -275,7 +320,13 @@ def train_teacher(
     wall = time.perf_counter() - wall_start
     test_last = summary_metrics(
         *predict_logits(
-            model, data.test, eval_tf, device=device, precision=precision, batch_size=config.eval_batch_size
+            model,
+            data.test,
+            eval_tf,
+            device=device,
+            precision=precision,
+            batch_size=config.eval_batch_size,
+            runtime=runtime,
         )
     )
     best_model = copy.deepcopy(model)
@@ -288,6 +339,7 @@ def train_teacher(
             device=device,
             precision=precision,
             batch_size=config.eval_batch_size,
+            runtime=runtime,
         )
     )
     throughput = mean_throughput(history, start_epoch)
@@ -303,6 +355,8 @@ def train_teacher(
         train_images_per_s=throughput,
         precision=precision.name,
         device=str(device),
+        extra={"world_size": runtime.world_size} if runtime.enabled else {},
     )
-    atomic_write_json(out_dir / "summary.json", result.to_dict())
+    if runtime.is_main:
+        atomic_write_json(out_dir / "summary.json", result.to_dict())
     return result
