@@ -249,14 +249,16 @@ class RayExecutor:
             return "skipped"
 
     def _hand_back(self, store: ResultsStore, in_flight: dict[Any, RunPlan]) -> None:
-        """Cancel the tasks still in flight, wait a little for them to stop, and give their runs back as
-        pending (recording those whose task returned meanwhile)."""
+        """Cancel the tasks still in flight, wait a little for them to stop (then kill their workers), and
+        give their runs back as pending (recording those whose task returned meanwhile)."""
         if not in_flight:
             return
         ray = self._ray
         for ref in in_flight:
             ray.cancel(ref)  # a KeyboardInterrupt in the task
-        ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=CANCEL_WAIT_S)
+        ready, late = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=CANCEL_WAIT_S)
+        for ref in late:  # no later write to a run folder once its run is pending again
+            ray.cancel(ref, force=True)
         for ref, plan in in_flight.items():
             try:
                 result = ray.get(ref, timeout=0) if ref in ready else None
