@@ -1,11 +1,16 @@
-"""The Ray executor on a local Ray instance started here: same runs and store as the local executor,
-failures recorded, restarts resume, the CLI flags, and a clear error without Ray."""
+"""The Ray executor on a local Ray instance started here: same runs and store rows as the local executor,
+the store written by the driver alone (tasks never open it; the driver claims, heartbeats and records),
+failures and dead workers recorded, Ctrl-C hands runs back, restarts resume, the CLI flags, and a clear
+error without Ray."""
 
 from __future__ import annotations
 
+import inspect
 import os
+import signal
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +20,10 @@ from test_sweep import sweep_dict
 
 from calikd.cli import main
 from calikd.errors import ConfigError
-from calikd.experiments import expand, parse_spec, run_sweep
-from calikd.experiments.ray_executor import RayOptions, record_task_error, run_in_task
-from calikd.store.results import ResultsStore
+from calikd.experiments import expand, parse_spec, ray_executor, run_sweep
+from calikd.experiments.ray_executor import RayExecutor, RayOptions, run_in_task, task_error_detail
+from calikd.experiments.tasks import execute
+from calikd.store.results import ResultsStore, default_worker
 
 
 @pytest.fixture(scope="module")
@@ -25,15 +31,59 @@ def ray_cluster() -> Iterator[None]:
     """A local two-CPU Ray instance for this module's tests (which skip without Ray)."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    # the task bodies below reach the Ray workers by value (this module is not importable there)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield
+    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     ray.shutdown()
+
+
+def _task_body(monkeypatch: pytest.MonkeyPatch, wrap: Callable[..., Any]) -> None:
+    """Make the Ray executors created from now on run ``wrap(body, *task_args)`` as each task's body,
+    ``body`` being the real one (``wrap`` is pickled by value and runs in the Ray worker process)."""
+    body = ray_executor.run_in_task
+    monkeypatch.setattr(ray_executor, "run_in_task", lambda *args: wrap(body, *args))
+
+
+def _refusing_the_store(body: Callable[..., Any], *args: Any) -> Any:
+    """Run the real task body in a Ray worker where opening a results store raises."""
+    from calikd.store.results import ResultsStore as Store
+
+    opened = Store.__init__
+
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("a Ray task opened the results store")
+
+    Store.__init__ = refuse  # type: ignore[method-assign]  # in this worker process only, for this task
+    try:
+        return body(*args)
+    finally:
+        Store.__init__ = opened  # type: ignore[method-assign]
+
+
+def _row(run: Any) -> tuple[Any, ...]:
+    """What a sweep's executor decides in a run's store row (metric values may differ in the last bits)."""
+    return (
+        run.kind,
+        run.name,
+        run.status,
+        run.attempts,
+        run.worker.rsplit("/", 1)[0],  # host:pid of the process that claimed it
+        run.error,
+        sorted(run.metrics),
+        run.artifacts,
+        run.out_dir,
+        run.heartbeat_at == run.finished_at,
+        run.wall_time_s is not None and 0 < run.wall_time_s <= run.finished_at - run.started_at,
+    )
 
 
 def test_ray_sweep_matches_the_local_one_and_resumes(
     tmp_path: Path, ray_cluster: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = parse_spec(sweep_dict(tmp_path, out="sweep"))  # relative: run ids equal in both folders
-    statuses: dict[str, dict[str, tuple[Any, ...]]] = {}
+    _task_body(monkeypatch, _refusing_the_store)  # the driver alone opens the store
+    rows: dict[str, dict[str, tuple[Any, ...]]] = {}
     for executor in ("local", "ray"):
         (tmp_path / executor).mkdir()
         monkeypatch.chdir(tmp_path / executor)  # Ray tasks work in the driver's folder too
@@ -45,14 +95,114 @@ def test_ray_sweep_matches_the_local_one_and_resumes(
         assert "ETA" in lines[-2] and "elapsed" in lines[-1]
         with ResultsStore("calikd.db") as store:
             runs = store.list_runs(sweep="tiny")
-        statuses[executor] = {r.run_id: (r.kind, r.name, r.status, r.attempts) for r in runs}
+        rows[executor] = {r.run_id: _row(r) for r in runs}
         assert all(0 <= r.metrics.get("student_test_accuracy", 0) <= 1 for r in runs)
         assert (tmp_path / executor / "sweep" / "teachers").is_dir()
-    assert statuses["ray"] == statuses["local"]
-    assert {s[2:] for s in statuses["ray"].values()} == {("finished", 1)}
-    assert outcome.db_path == str(tmp_path / "ray" / "calikd.db")  # absolute for the nodes
+    assert rows["ray"] == rows["local"]
+    assert {r[2:6] for r in rows["ray"].values()} == {("finished", 1, default_worker(), None)}  # the driver
+    assert all(r[-2:] == (True, True) for r in rows["ray"].values())
+    assert outcome.db_path == str(tmp_path / "ray" / "calikd.db")  # absolute, as printed
     again = run_sweep(spec, db_path="calikd.db", executor="ray", ray_options={"cpus_per_run": 1}, log=None)
     assert again.counts == {"done before": 5}
+
+
+def _dying(body: Callable[..., Any], plan: Any, *args: Any) -> Any:
+    """A task body whose teacher returns after a while, calibration's worker dies and student raises."""
+    from calikd.experiments.tasks import RunResult
+
+    if plan.kind == "teacher":
+        time.sleep(0.8)
+        return RunResult({"accuracy": 0.5}, {"last": "t8/last"}, 0.8)
+    if plan.kind == "calibrate":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise ValueError("bad luck")
+
+
+def test_the_driver_heartbeats_runs_and_records_dead_workers_and_errors(
+    tmp_path: Path, ray_cluster: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = str(tmp_path / "calikd.db")
+    spec = parse_spec(sweep_dict(tmp_path, methods=["ce", "kd"], calibrations=["temperature"]))
+    _task_body(monkeypatch, _dying)
+    monkeypatch.setattr(RayExecutor, "heartbeat_s", 0.1)
+    beats: list[tuple[str, bool]] = []
+    heartbeat = ResultsStore.heartbeat
+
+    def spy(store: ResultsStore, run_id: str) -> bool:
+        beats.append((run_id, heartbeat(store, run_id)))
+        return beats[-1][1]
+
+    monkeypatch.setattr(ResultsStore, "heartbeat", spy)
+    outcome = run_sweep(spec, db_path=db, executor="ray", log=None)
+    assert outcome.counts == {"finished": 1, "failed": 2, "blocked": 1}
+    with ResultsStore(db) as store:
+        runs = {
+            r.kind + ("-" + r.config["method"] if r.kind == "distill" else ""): r for r in store.list_runs()
+        }
+    teacher = runs["teacher"]
+    assert (teacher.status, teacher.metrics, teacher.artifacts) == (
+        "finished",
+        {"accuracy": 0.5},
+        {"last": "t8/last"},
+    )
+    assert teacher.wall_time_s == 0.8 and teacher.worker.startswith(default_worker() + "/")
+    assert len([b for b in beats if b[0] == teacher.run_id]) >= 3 and all(ok for _, ok in beats)
+    calibrate = runs["calibrate"]
+    assert calibrate.status == "failed" and calibrate.attempts == 1
+    assert calibrate.error.startswith("the Ray worker running it died (WorkerCrashedError: ")
+    assert (runs["distill-ce"].status, runs["distill-ce"].error) == ("failed", "ValueError: bad luck")
+    assert runs["distill-kd"].status == "pending"  # blocked: its calibration failed
+
+
+def _slow_but_teachers(body: Callable[..., Any], plan: Any, *args: Any) -> Any:
+    from calikd.experiments.tasks import RunResult
+
+    if plan.kind == "teacher":
+        return RunResult({"accuracy": 0.5}, {}, 0.1)
+    Path(args[-1], f"{plan.name}.started").touch()  # in the sweep's working directory
+    for _ in range(600):  # until cancelled (which interrupts Python code, not one long sleep)
+        time.sleep(0.1)
+    raise AssertionError(f"{plan.name} was not cancelled")
+
+
+def test_runs_in_flight_are_held_by_the_driver_and_handed_back_when_interrupted(
+    tmp_path: Path, ray_cluster: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = str(tmp_path / "calikd.db")
+    monkeypatch.chdir(tmp_path)
+    plans = expand(parse_spec(sweep_dict(tmp_path, methods=["ce"], calibrations=["temperature"])))
+    with ResultsStore(db) as store:
+        for plan in plans:
+            store.register(plan.run_id, sweep="tiny", kind=plan.kind, name=plan.name, config=plan.config)
+    _task_body(monkeypatch, _slow_but_teachers)
+    monkeypatch.setattr(RayExecutor, "heartbeat_s", 0.1)
+    executor = RayExecutor()
+    runs = executor.run(plans, db)
+    plan, status = next(runs)
+    assert (plan, status) == (plans[0], "finished") and plan.kind == "teacher"
+    taken, slow = plans[1], plans[2:]
+    with ResultsStore(db) as store:
+        held = [store.get(p.run_id) for p in plans[1:]]
+        assert {(r.status, r.worker.rsplit("/", 1)[0]) for r in held} == {("running", default_worker())}
+    assert [execute(p, db) for p in plans[1:]] == ["skipped"] * 2  # a local worker leaves them alone
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"{p.name}.started").exists() for p in plans[1:]):  # running, not starting
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with ResultsStore(db) as store:  # another sweep process takes one over (as if its heartbeat were stale)
+        assert store.claim(taken.run_id, worker="elsewhere:1/x", stale_after_s=0)
+    assert next(runs) == (taken, "skipped")  # seen at the next heartbeat: its task is cancelled
+    start = time.monotonic()
+    runs.close()  # as on Ctrl-C: the tasks are cancelled and their runs go back to pending
+    assert time.monotonic() - start < ray_executor.CANCEL_WAIT_S
+    executor.close()
+    with ResultsStore(db) as store:
+        rows = [store.get(p.run_id) for p in plans]
+    assert [(r.status, r.attempts, r.worker.split("/")[0]) for r in rows] == [
+        ("finished", 1, default_worker()),
+        ("running", 2, "elsewhere:1"),
+        *[("pending", 1, default_worker())] * len(slow),
+    ]
 
 
 def test_a_failing_ray_run_is_recorded_and_the_rest_go_on(tmp_path: Path, ray_cluster: None) -> None:
@@ -63,7 +213,8 @@ def test_a_failing_ray_run_is_recorded_and_the_rest_go_on(tmp_path: Path, ray_cl
     assert outcome.counts == {"finished": 1, "failed": 2, "blocked": 1}
     with ResultsStore(db) as store:
         failed = store.list_runs(sweep="tiny", status="failed")
-        assert len(failed) == 2 and all("missing" in r.error for r in failed)
+        assert len(failed) == 2 and all(r.error.startswith("calikd.errors.CheckpointError: ") for r in failed)
+        assert all("missing" in r.error and r.worker.startswith(default_worker() + "/") for r in failed)
 
 
 def test_sweep_command_with_the_ray_executor(
@@ -109,32 +260,33 @@ def test_bad_ray_options_are_refused(options: dict[str, Any], message: str) -> N
 
 
 def test_a_task_uses_its_gpu_or_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With GPUs the run's device becomes auto; without, the task sees no GPU; threads follow the CPUs."""
+    """With GPUs the run's device becomes auto; without, the task sees no GPU; threads follow the CPUs.
+    The task is given no store path: it only runs the work and returns its result."""
+    assert list(inspect.signature(run_in_task).parameters) == ["plan", "threads", "gpus", "cwd"]
     seen: list[tuple[Any, ...]] = []
     monkeypatch.setattr(
-        "calikd.experiments.tasks.execute",
-        lambda plan, db, threads: seen.append((plan.config["device"], threads)) or "finished",
+        "calikd.experiments.tasks.run_work",
+        lambda plan, threads: seen.append((plan.config["device"], threads)) or "result",
     )
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     monkeypatch.chdir(tmp_path)
     teacher = expand(parse_spec(sweep_dict(tmp_path)))[0]  # its config says device: cpu
     assert RayOptions(cpus_per_run=2.5).threads == 2
-    assert run_in_task(teacher, "db", 2, 1.0, str(tmp_path)) == "finished"
-    assert run_in_task(teacher, "db", 1, 0.0, str(tmp_path)) == "finished"
+    assert run_in_task(teacher, 2, 1.0, str(tmp_path)) == "result"
+    assert run_in_task(teacher, 1, 0.0, str(tmp_path)) == "result"
     assert seen == [("auto", 2), ("cpu", 1)]
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
     with pytest.raises(ConfigError, match="does not exist on node"):
-        run_in_task(teacher, "db", 1, 0.0, str(tmp_path / "elsewhere"))
+        run_in_task(teacher, 1, 0.0, str(tmp_path / "elsewhere"))
 
 
-def test_a_dead_task_is_recorded_failed_unless_another_worker_holds_it(tmp_path: Path) -> None:
-    db = str(tmp_path / "calikd.db")
-    plan = expand(parse_spec(sweep_dict(tmp_path)))[0]
-    with ResultsStore(db) as store:
-        store.register(plan.run_id, sweep="tiny", kind=plan.kind, name=plan.name, config=plan.config)
-        assert store.claim(plan.run_id, worker="node2:123/abc")  # a live heartbeat, then its worker dies
-    assert record_task_error(db, plan, RuntimeError("boom"), worker_died=False) == "skipped"
-    assert record_task_error(db, plan, RuntimeError("worker killed"), worker_died=True) == "failed"
-    with ResultsStore(db) as store:
-        run = store.get(plan.run_id)
-    assert run.status == "failed" and "worker killed" in run.error
+def test_what_is_recorded_for_a_task_that_did_not_return() -> None:
+    ray = pytest.importorskip("ray")
+    crashed = ray.exceptions.WorkerCrashedError()
+    assert task_error_detail(ray, crashed).startswith("the Ray worker running it died (WorkerCrashedError: ")
+    cancelled = ray.exceptions.TaskCancelledError(b"\x01" * 24)  # a task id
+    assert task_error_detail(ray, cancelled).startswith("its Ray task was cancelled (TaskCancelledError: ")
+    while_running = ray.exceptions.RayTaskError("f", "trace", cancelled).as_instanceof_cause()
+    assert task_error_detail(ray, while_running) == task_error_detail(ray, cancelled)
+    raised = ray.exceptions.RayTaskError("f", "trace", ValueError("bad luck")).as_instanceof_cause()
+    assert task_error_detail(ray, raised) == "ValueError: bad luck"

@@ -117,14 +117,16 @@ def run_in_task(plan: RunPlan, threads: int, gpus: float, cwd: str) -> RunResult
 def task_error_detail(ray: Any, error: BaseException) -> str:
     """The error recorded for a run whose Ray task did not return: the run's own error (as a local worker
     records it) when the task raised, else what happened to the task or its worker."""
-    if isinstance(error, ray.exceptions.RayTaskError):  # the run raised
-        cause = getattr(error, "cause", None)
-        return error_detail(cause if isinstance(cause, BaseException) else error)
-    first_line = (str(error).strip().splitlines() or [""])[0]
+    cause = getattr(error, "cause", None)
+    if isinstance(error, ray.exceptions.RayTaskError) and isinstance(cause, BaseException):
+        error = cause  # what the task raised (a TaskCancelledError if it was cancelled while running)
     if isinstance(error, ray.exceptions.TaskCancelledError):
         what = "its Ray task was cancelled"
+    elif isinstance(error, ray.exceptions.RayTaskError) or not isinstance(error, ray.exceptions.RayError):
+        return error_detail(error)  # the run raised
     else:  # the worker was killed, ran out of memory, or its node was lost
         what = "the Ray worker running it died"
+    first_line = (str(error).strip().splitlines() or [""])[0]
     return f"{what} ({type(error).__name__}: {first_line})" if first_line else what
 
 

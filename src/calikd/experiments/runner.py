@@ -117,7 +117,7 @@ def run_sweep(
 
     ``executor``: ``local`` (``workers`` processes on this machine) or ``ray`` (a Ray task per run, with
     ``ray_options``: a :class:`~calikd.experiments.ray_executor.RayOptions` or a mapping of its fields;
-    the store's path is made absolute so that every node finds it).
+    the store's path is made absolute; this process alone opens it, the tasks only run the work).
     """
     say = log or (lambda _msg: None)
     runner = make_executor(executor, workers=workers, ray_options=ray_options, log=say)
