@@ -15,7 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import calikd
-from calikd.data import BatchLoader, DatasetSplits, build_eval_transform, build_train_transform, load_dataset
+from calikd.data import (
+    ArrayDataset,
+    BatchLoader,
+    DatasetSplits,
+    build_eval_transform,
+    build_train_transform,
+    load_dataset,
+)
 from calikd.engine.config import build_optimization
 from calikd.engine.distributed import Distributed, sync_batch_norm
 from calikd.engine.evaluate import predict_logits
@@ -225,6 +232,18 @@ def train_teacher(
 
     eval_tf = build_eval_transform(info)
 
+    def evaluate(net: nn.Module, dataset: ArrayDataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and labels of ``dataset`` (under DDP: every rank's shard, gathered)."""
+        return predict_logits(
+            net,
+            dataset,
+            eval_tf,
+            device=device,
+            precision=precision,
+            batch_size=config.eval_batch_size,
+            runtime=runtime,
+        )
+
     history: list[dict[str, float]] = []
     best: dict[str, float] | None = None
     best_epoch = 0
@@ -280,16 +299,7 @@ def train_teacher(
         record: dict[str, float] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         record.update({f"train_{k}": v for k, v in train_stats.items()})
         if len(data.val):
-            logits, labels = predict_logits(
-                model,
-                data.val,
-                eval_tf,
-                device=device,
-                precision=precision,
-                batch_size=config.eval_batch_size,
-                runtime=runtime,
-            )
-            val = summary_metrics(logits, labels)
+            val = summary_metrics(*evaluate(model, data.val))
             record.update({f"val_{k}": v for k, v in val.items()})
         else:
             val = {"accuracy": train_stats["accuracy"], "nll": train_stats["loss"], "ece": float("nan")}
@@ -318,30 +328,10 @@ def train_teacher(
         )
 
     wall = time.perf_counter() - wall_start
-    test_last = summary_metrics(
-        *predict_logits(
-            model,
-            data.test,
-            eval_tf,
-            device=device,
-            precision=precision,
-            batch_size=config.eval_batch_size,
-            runtime=runtime,
-        )
-    )
+    test_last = summary_metrics(*evaluate(model, data.test))
     best_model = copy.deepcopy(model)
     load_state_into(best_model, read_checkpoint(out_dir / "best").state_dict)
-    test_best = summary_metrics(
-        *predict_logits(
-            best_model,
-            data.test,
-            eval_tf,
-            device=device,
-            precision=precision,
-            batch_size=config.eval_batch_size,
-            runtime=runtime,
-        )
-    )
+    test_best = summary_metrics(*evaluate(best_model, data.test))
     throughput = mean_throughput(history, start_epoch)
     result = TeacherResult(
         out_dir=out_dir,
