@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 
 import pytest
 import torch
@@ -12,3 +13,21 @@ import torch
 def _few_threads() -> None:
     """Keep tests deterministic and light on the 2-core CI machine."""
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[[Sequence[str]], tuple[int, str, str]]:
+    """Run ``calikd ARGV`` in-process; returns ``(exit code, stdout, stderr)`` (argparse exits included)."""
+
+    from calikd.cli import main
+
+    def run(argv: Sequence[str]) -> tuple[int, str, str]:
+        capsys.readouterr()  # drop what earlier steps of the test printed
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse errors and --help
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -6,12 +6,14 @@ import json
 import pickle
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from calikd.cli import main
 
+RunCli = Callable[[Sequence[str]], tuple[int, str, str]]
 TINY = ["--dataset", "synthetic", "--dataset-options", "train_size=320", "test_size=100"]
 FAST = [
     "--model",
@@ -26,52 +28,41 @@ FAST = [
 ]
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_python_dash_m_and_version() -> None:
     proc = subprocess.run([sys.executable, "-m", "calikd", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("calikd ")
 
 
-def test_lists(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(["models", "list"], capsys)
+def test_lists(run_cli: RunCli) -> None:
+    code, out, _ = run_cli(["models", "list"])
     assert code == 0 and "resnet20" in out and "wrn_40_2" in out
-    code, out, _ = run_cli(["data", "list"], capsys)
+    code, out, _ = run_cli(["data", "list"])
     assert code == 0 and "fashion-mnist" in out and "cifar100" in out
 
 
-def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_then_evaluate(tmp_path: Path, run_cli: RunCli) -> None:
     out_dir = tmp_path / "teacher"
-    code, out, err = run_cli(["train-teacher", *TINY, *FAST, "--out", str(out_dir)], capsys)
+    code, out, err = run_cli(["train-teacher", *TINY, *FAST, "--out", str(out_dir)])
     assert code == 0, err
     assert "checkpoint:" in out and str(out_dir / "last.safetensors") in out
     assert "accuracy" in out and "ece" in out
     report = tmp_path / "eval.json"
-    code, out, err = run_cli(["evaluate", str(out_dir), "--json", str(report)], capsys)
+    code, out, err = run_cli(["evaluate", str(out_dir), "--json", str(report)])
     assert code == 0, err
     result = json.loads(report.read_text())
     assert result["split"] == "test" and result["num_samples"] == 100
     assert 0 <= result["metrics"]["ece"] <= 1
-    code, out, _ = run_cli(
-        ["evaluate", str(out_dir / "best.safetensors"), "--split", "val", "--json", "-"], capsys
-    )
+    code, out, _ = run_cli(["evaluate", str(out_dir / "best.safetensors"), "--split", "val", "--json", "-"])
     assert code == 0 and json.loads(out)["num_samples"] == 32
 
 
-def test_yaml_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_yaml_config(tmp_path: Path, run_cli: RunCli) -> None:
     cfg = tmp_path / "teacher.yaml"
     cfg.write_text(
         "dataset: synthetic\ndataset_options: {train_size: 320, test_size: 100}\nmodel: mlp\n"
         "model_kwargs: {width: 16}\nepochs: 1\nbatch_size: 64\nprogress: false\n"
     )
-    code, _, err = run_cli(["train-teacher", "--config", str(cfg), "--out", str(tmp_path / "r")], capsys)
+    code, _, err = run_cli(["train-teacher", "--config", str(cfg), "--out", str(tmp_path / "r")])
     assert code == 0, err
     meta = json.loads((tmp_path / "r" / "last.json").read_text())
     assert meta["model"]["kwargs"] == {"width": 16}
@@ -91,35 +82,33 @@ def test_yaml_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         ),
     ],
 )
-def test_bad_train_input(
-    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_train_input(extra: list[str], message: str, tmp_path: Path, run_cli: RunCli) -> None:
     out_dir = tmp_path / "out"
     argv = ["train-teacher", *TINY, *FAST, "--out", str(out_dir), *[e.format(tmp=tmp_path) for e in extra]]
-    code, _, err = run_cli(argv, capsys)
+    code, _, err = run_cli(argv)
     assert code == 2
     assert message in err
     assert not out_dir.exists()
 
 
-def test_unknown_flag_and_yaml_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_cli(["train-teacher", "--epoch", "3"], capsys)
+def test_unknown_flag_and_yaml_key(tmp_path: Path, run_cli: RunCli) -> None:
+    code, _, err = run_cli(["train-teacher", "--epoch", "3"])
     assert code == 2 and "did you mean '--epochs'" in err
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("epoch: 3\n")
-    code, _, err = run_cli(["train-teacher", "--config", str(cfg), "--out", str(tmp_path / "o")], capsys)
+    code, _, err = run_cli(["train-teacher", "--config", str(cfg), "--out", str(tmp_path / "o")])
     assert code == 2 and "unknown key 'epoch'" in err and "did you mean 'epochs'" in err
     assert not (tmp_path / "o").exists()
 
 
-def test_unwritable_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unwritable_output(tmp_path: Path, run_cli: RunCli) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    code, _, err = run_cli(["train-teacher", *TINY, *FAST, "--out", str(blocker / "sub")], capsys)
+    code, _, err = run_cli(["train-teacher", *TINY, *FAST, "--out", str(blocker / "sub")])
     assert code == 2 and "not writable" in err
 
 
-def test_pickle_checkpoint_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pickle_checkpoint_is_refused(tmp_path: Path, run_cli: RunCli) -> None:
     marker = tmp_path / "pwned"
 
     class Payload:
@@ -128,7 +117,7 @@ def test_pickle_checkpoint_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
 
     bad = tmp_path / "teacher.safetensors"
     bad.write_bytes(pickle.dumps(Payload()))
-    code, _, err = run_cli(["evaluate", str(bad)], capsys)
+    code, _, err = run_cli(["evaluate", str(bad)])
     assert code == 2 and "pickle" in err
     assert not marker.exists()
 

@@ -4,6 +4,7 @@ baseline, reports with severity plots; a -C folder on disk gives the same number
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -11,18 +12,10 @@ import pytest
 from calikd.cli import main
 from calikd.engine.robustness import evaluate_corruptions
 
+RunCli = Callable[[Sequence[str]], tuple[int, str, str]]
 DATA = ["--dataset", "synthetic", "--dataset-options", "train_size=320", "test_size=100"]
 FAST = ["--model", "mlp", "--epochs", "1", "--batch-size", "64", "--no-progress"]
 NAMES = "gaussian_noise,contrast"
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +28,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_evaluate_under_corruption_with_mce_and_report(
-    checkpoints: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    checkpoints: tuple[Path, Path], tmp_path: Path, run_cli: RunCli
 ) -> None:
     model, baseline = checkpoints
     out = tmp_path / "report"
@@ -53,8 +46,7 @@ def test_evaluate_under_corruption_with_mce_and_report(
             str(tmp_path / "r.json"),
             "--device",
             "cpu",
-        ],
-        capsys,
+        ]
     )
     assert code == 0, err
     assert "mCE" in stdout and "gaussian_noise" in stdout
@@ -76,14 +68,15 @@ def test_evaluate_under_corruption_with_mce_and_report(
 
 
 def test_a_written_set_gives_the_generated_numbers(
-    checkpoints: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    checkpoints: tuple[Path, Path], tmp_path: Path, run_cli: RunCli
 ) -> None:
     model, _ = checkpoints
     folder = tmp_path / "synthetic-C"
     code, stdout, err = run_cli(
-        ["corrupt", *DATA, "--corruptions", NAMES, "--seed", "5", "--out", str(folder)], capsys
+        ["corrupt", *DATA, "--corruptions", NAMES, "--seed", "5", "--out", str(folder)]
     )
-    assert code == 0, err and "wrote 2 corruptions" in stdout
+    assert code == 0, err
+    assert "wrote 2 corruptions" in stdout
     on_disk = evaluate_corruptions(model, corrupted_dir=folder, device="cpu")
     generated = evaluate_corruptions(model, corruptions=NAMES, seed=5, device="cpu")
     assert on_disk.rows == generated.rows
@@ -93,12 +86,12 @@ def test_a_written_set_gives_the_generated_numbers(
 
 
 def test_bad_robustness_requests_are_refused(
-    checkpoints: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    checkpoints: tuple[Path, Path], tmp_path: Path, run_cli: RunCli
 ) -> None:
     model, _ = checkpoints
-    code, _, err = run_cli(["evaluate", str(model), "--baseline", str(model)], capsys)
+    code, _, err = run_cli(["evaluate", str(model), "--baseline", str(model)])
     assert code == 2 and "--baseline only applies with --corruptions" in err
-    code, _, err = run_cli(["evaluate", str(model), "--corruptions", "fogg"], capsys)
+    code, _, err = run_cli(["evaluate", str(model), "--corruptions", "fogg"])
     assert code == 2 and "did you mean 'fog'" in err
     other = tmp_path / "other-C"
     code, _, err = run_cli(
@@ -113,19 +106,18 @@ def test_bad_robustness_requests_are_refused(
             "contrast",
             "--out",
             str(other),
-        ],
-        capsys,
+        ]
     )
     assert code == 0, err
     code, _, err = run_cli(
-        ["evaluate", str(model), "--corrupted-dir", str(other), "--out", str(tmp_path / "r")], capsys
+        ["evaluate", str(model), "--corrupted-dir", str(other), "--out", str(tmp_path / "r")]
     )
     assert code == 2 and "holds images of shape (1, 16, 16)" in err
     assert not (tmp_path / "r").exists()
-    code, _, err = run_cli(["corrupt", "--dataset", "synthetic"], capsys)
+    code, _, err = run_cli(["corrupt", "--dataset", "synthetic"])
     assert code == 2 and "needs --dataset and --out" in err
 
 
-def test_corrupt_lists_the_corruptions(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(["corrupt", "--list"], capsys)
+def test_corrupt_lists_the_corruptions(run_cli: RunCli) -> None:
+    code, out, _ = run_cli(["corrupt", "--list"])
     assert code == 0 and "glass_blur" in out and "extra" in out

@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import re
 import select
 import signal
 import socket
@@ -32,6 +33,7 @@ from calikd.store.results import (
     ResultsStoreError,
     UnknownRunError,
     run_id_for,
+    worker_is_gone,
 )
 
 # Worker processes import the store modules without calikd/store/__init__.py, which imports torch
@@ -394,7 +396,7 @@ def test_concurrent_workers_finish_every_run_once(tmp_path: Path) -> None:
     assert conn.execute("SELECT count(*) FROM sweep_runs").fetchone()[0] == n_runs
 
 
-def test_run_of_a_killed_worker_is_reclaimed_after_it_goes_stale(tmp_path: Path) -> None:
+def test_run_of_a_killed_worker_is_taken_over_at_once(tmp_path: Path) -> None:
     db = tmp_path / "calikd.db"
     with ResultsStore(db, worker="restarted") as s:
         rid = _add(s, CFG)
@@ -403,18 +405,41 @@ def test_run_of_a_killed_worker_is_reclaimed_after_it_goes_stale(tmp_path: Path)
             assert select.select([proc.stdout], [], [], 30)[0], "the worker did not claim within 30 s"
             line = proc.stdout.readline().split()
             assert line[:1] == ["claimed"], line or proc.stderr.read()
+            assert not s.claim(rid) and not s.get(rid).is_stale()  # its worker lives: hands off
         finally:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         assert proc.returncode == -signal.SIGKILL
         run = s.get(rid)
         assert run.status == "running" and run.worker == line[1] and run.attempts == 1
-        assert not s.claim(rid, stale_after_s=60)  # its heartbeat is still fresh
-        time.sleep(0.25)
-        assert s.claim(rid, stale_after_s=0.2)
+        assert worker_is_gone(run.worker) and run.is_stale()  # a process of this machine that is gone
+        assert s.claim(rid)  # at once: its heartbeat is fresh, but nobody can beat it any more
         s.finish(rid, {"accuracy": 0.5})
         run = s.get(rid)
         assert run.status == "finished" and run.worker == "restarted" and run.attempts == 2
+
+
+def test_only_gone_processes_of_this_machine_count_as_gone(tmp_path: Path) -> None:
+    host = socket.gethostname()
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    pid = int(exited.stdout)  # exited and reaped: no such process any more
+    with ResultsStore(tmp_path / "calikd.db") as s:
+        token = s.worker.rsplit("/", 1)[1]  # 6 hex digits, then "@<PID namespace>" in a container
+        assert re.fullmatch(r"[0-9a-f]{6}(@[0-9]+)?", token)
+        gone = f"{host}:{pid}/abc123{token[6:]}"
+        assert worker_is_gone(gone)
+        assert not worker_is_gone(s.worker)  # this process
+        assert not worker_is_gone(f"{host}:1/abc123{token[6:]}")  # init lives (or belongs to root)
+        assert not worker_is_gone(f"other-{host}:{pid}/abc123{token[6:]}")  # other machine: heartbeats
+        assert not worker_is_gone(f"{host}:{pid}/abc123@1")  # another PID namespace (container)
+        for name in (None, "", "w1", f"{host}:{pid}", f"{host}:{pid}/not-hex", f"{host}:0/abc123"):
+            assert not worker_is_gone(name), name
+        rid = _add(s, CFG)
+        assert s.claim(rid, worker=f"other-{host}:{pid}/abc123{token[6:]}")
+        assert not s.claim(rid)  # another machine's worker: only a stale heartbeat frees the run
+        assert not s.get(rid).is_stale()
+        s._conn.execute("UPDATE runs SET worker = ? WHERE run_id = ?", (gone, rid))
+        assert s.get(rid).is_stale() and s.claim(rid)
 
 
 # -- the command line --------------------------------------------------------------------------------------

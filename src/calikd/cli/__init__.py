@@ -83,7 +83,8 @@ def _innermost_parser(parser: argparse.ArgumentParser, args: argparse.Namespace)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """Run the CLI; returns the exit status (0 ok, 2 bad input or a file that cannot be read or written,
+    130 interrupted)."""
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:
@@ -95,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a file-system problem the commands did not word themselves
+        where = f" '{exc.filename}'" if exc.filename else ""
+        print(f"error: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from calikd.errors import ConfigError
 from calikd.utils.device import DEVICE_CHOICES, PRECISION_CHOICES
+from calikd.utils.io import check_writable_dir
 
 
 def add_checkpoint_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,3 +35,18 @@ def checkpoint_run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "precision": args.precision,
         "batch_size": args.batch_size,
     }
+
+
+def check_output_file(path: str | None, flag: str) -> None:
+    """Refuse, before any work, an output file (``--json PATH``) that is a folder or cannot be created."""
+    if path is None or path == "-":
+        return
+    if Path(path).is_dir():
+        raise ConfigError(f"{flag} '{path}' is a folder; give the path of a file to write")
+    check_writable_dir(Path(path).parent)
+
+
+def check_output_dir(path: str | None) -> None:
+    """Refuse, before any work, an output folder (``--out DIR``) that is a file or cannot be created."""
+    if path is not None:
+        check_writable_dir(path)

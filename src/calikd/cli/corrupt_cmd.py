@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from calikd.cli.arguments import check_output_dir
 from calikd.cli.output import format_table
 from calikd.errors import ConfigError
 from calikd.utils.config import parse_key_value
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return run_list()
     if not args.dataset or not args.out:
         raise ConfigError("calikd corrupt needs --dataset and --out (or --list)")
+    check_output_dir(args.out)
     from calikd.corruptions import resolve_corruptions
     from calikd.data import load_dataset
     from calikd.data.corrupted import SEVERITIES, write_corrupted_set

@@ -6,7 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from calikd.cli.arguments import add_checkpoint_run_arguments, checkpoint_run_kwargs
+from calikd.cli.arguments import (
+    add_checkpoint_run_arguments,
+    check_output_dir,
+    check_output_file,
+    checkpoint_run_kwargs,
+)
 from calikd.cli.output import format_table
 from calikd.engine import evaluate_checkpoint
 from calikd.errors import ConfigError
@@ -48,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.json, "--json")
+    check_output_dir(args.out)
     if args.corruptions or args.corrupted_dir:
         return run_corruptions(args)
     for flag in ("baseline", "out"):

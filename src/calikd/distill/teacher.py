@@ -23,8 +23,8 @@ from torch import nn
 from calikd.calibration import CalibrationOnTestWarning, Calibrator, TemperatureScaling, load_calibrator
 from calikd.data import ArrayDataset
 from calikd.engine.distributed import Distributed
-from calikd.engine.evaluate import predict_logits
-from calikd.errors import ConfigError
+from calikd.engine.evaluate import check_calibrator_fits, predict_logits
+from calikd.errors import CheckpointError, ConfigError
 from calikd.metrics import CalibrationReport, calibration_report
 from calikd.store import load_model
 from calikd.store.checkpoint import checkpoint_id
@@ -88,6 +88,17 @@ def _stored_temperature(path: str | Path) -> Path | None:
     return named if named.exists() else None
 
 
+def _check_finite_weights(model: nn.Module, path: str | Path) -> None:
+    """A teacher with NaN or inf weights gives non-finite logits: refuse it before distilling from it."""
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise CheckpointError(
+            f"teacher checkpoint '{path}' has NaN or inf weights ({', '.join(bad[:3])}{more})",
+            hint="its training diverged: retrain it, or distil from another checkpoint",
+        )
+
+
 def load_teacher(
     path: str | Path,
     calibration: str = "auto",
@@ -101,6 +112,7 @@ def load_teacher(
     only when a temperature has to be fitted now.
     """
     model, meta = load_model(path, device=device)
+    _check_finite_weights(model, path)
     model.requires_grad_(False)
     ident = checkpoint_id(path)
     notes: list[str] = []
@@ -117,11 +129,13 @@ def load_teacher(
         else:
             calibrator, found = load_checkpoint_calibrator(path, "auto")
             source = f"stored: {found}"
+            check_calibrator_fits(calibrator, found, int(meta["num_classes"]), path)
     elif mode == "temperature":
         stored = _stored_temperature(path)
         if stored is not None:
             calibrator, _ = load_checkpoint_calibrator(path, stored)
             source = f"stored: {stored}"
+            check_calibrator_fits(calibrator, stored, int(meta["num_classes"]), path)
         else:
             if val_logits is None:
                 raise ConfigError("fitting the teacher's temperature needs its val split (val_logits=)")
@@ -139,6 +153,7 @@ def load_teacher(
     else:
         calibrator, found = load_checkpoint_calibrator(path, mode)
         source = f"given: {found}"
+        check_calibrator_fits(calibrator, found, int(meta["num_classes"]), path)
     return DistillTeacher(
         model=model,
         meta=meta,

@@ -30,6 +30,7 @@ from calikd.engine.evaluate import predict_logits
 from calikd.engine.progress import progress_bar
 from calikd.engine.run import (
     CHECKPOINT_FILES,
+    TrainingDivergedError,
     check_ranks_agree,
     check_resumable,
     check_world_size,
@@ -335,7 +336,7 @@ def distill_one_epoch(
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-                raise FloatingPointError(f"distillation diverged ({parts}); lower the learning rate")
+                raise TrainingDivergedError(f"distillation diverged: the loss is not finite ({parts})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip is not None:

@@ -68,6 +68,18 @@ def predict_logits(
     return torch.cat(outputs), torch.cat(labels)
 
 
+def check_calibrator_fits(
+    calibrator: Any, calibrator_path: str | Path | None, num_classes: int, checkpoint: str | Path
+) -> None:
+    """Refuse a calibrator fitted for another number of classes than the checkpoint's model has."""
+    if calibrator is not None and calibrator.num_classes != num_classes:
+        raise ConfigError(
+            f"calibrator '{calibrator_path}' was fitted on {calibrator.num_classes} classes, but checkpoint "
+            f"'{checkpoint}' predicts {num_classes}",
+            hint=f"use the calibrator fitted on this checkpoint (`calikd calibrate {checkpoint}`), or none",
+        )
+
+
 def _then(
     first: Callable[[torch.Tensor], torch.Tensor], second: Callable[[torch.Tensor], torch.Tensor]
 ) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -165,6 +177,25 @@ def load_for_eval(
     return EvalModel(model, meta, data, transform, dev, prec)
 
 
+def _check_outputs(logits: torch.Tensor, path: str | Path, split: str) -> None:
+    """Refuse outputs that are not usable logits: NaN/inf, or softmax probabilities."""
+    from calikd.errors import CheckpointError
+    from calikd.metrics import looks_like_probabilities
+
+    bad = int((~torch.isfinite(logits)).any(dim=1).sum()) if logits.numel() else 0
+    if bad:
+        raise CheckpointError(
+            f"checkpoint '{path}' gives NaN or inf logits for {bad} of the {len(logits)} {split} samples",
+            hint="its weights hold NaN or inf (did its training diverge?): retrain it, or use another one",
+        )
+    if looks_like_probabilities(logits):
+        raise CheckpointError(
+            f"checkpoint '{path}' outputs probabilities (every {split} row lies in [0, 1] and sums to 1), "
+            "not logits",
+            hint="calikd expects models whose last layer gives logits: remove the softmax from the model",
+        )
+
+
 def checkpoint_logits(
     path: str | Path,
     splits: Sequence[str] = ("test",),
@@ -188,6 +219,8 @@ def checkpoint_logits(
         )
         for split in splits
     }
+    for split, (logits, _) in outputs.items():
+        _check_outputs(logits, path, split)
     return CheckpointOutputs(meta=loaded.meta, dataset=loaded.data.info.name, logits=outputs)
 
 
@@ -226,6 +259,7 @@ def evaluate_checkpoint(
         show_progress=show_progress,
     )
     logits, labels = out.logits[split]
+    check_calibrator_fits(calibrator, calibrator_path, int(out.meta["num_classes"]), path)
     if calibrator is not None:
         logits = calibrator.transform(logits)
     report = calibration_report(logits, labels, n_bins=n_bins)

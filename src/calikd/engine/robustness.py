@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from calikd.data.corrupted import SEVERITIES, CorruptedSet, CorruptionSource, GeneratedCorruptions
-from calikd.engine.evaluate import EvalModel, load_for_eval
+from calikd.engine.evaluate import EvalModel, check_calibrator_fits, load_for_eval
 from calikd.engine.progress import progress_bar
 from calikd.errors import DataError
 
@@ -57,6 +57,21 @@ def _scalars(logits: torch.Tensor, labels: torch.Tensor, n_bins: int) -> dict[st
 
     report = calibration_report(logits, labels, n_bins=n_bins).scalars()
     return {m: float(report[m]) for m in METRICS}
+
+
+def _check_labels(
+    labels: torch.Tensor, num_classes: int, corrupted_dir: str | os.PathLike[str] | None
+) -> None:
+    """Labels read from a -C folder must be classes of the checkpoint's model."""
+    if corrupted_dir is None or len(labels) == 0:
+        return
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        raise DataError(
+            f"'{Path(corrupted_dir) / 'labels.npy'}' holds labels {lo}..{hi}, but the checkpoint has "
+            f"{num_classes} classes (0..{num_classes - 1})",
+            hint="corrupted sets must be made from the same dataset as the checkpoint",
+        )
 
 
 def _source(
@@ -127,6 +142,7 @@ def evaluate_corruptions(
                 f"not {loaded.data.info.name}",
                 hint="mCE compares models on the same corrupted test set",
             )
+    check_calibrator_fits(calibrator, calibrator_path, int(loaded.meta["num_classes"]), path)
     source = _source(loaded, corruptions, corrupted_dir, seed, table)
 
     def measure(model: EvalModel, data: Any, calibrated: bool) -> dict[str, float]:
@@ -144,6 +160,7 @@ def evaluate_corruptions(
         for name in source.corruptions:
             for severity in SEVERITIES:
                 data = source.load(name, severity)
+                _check_labels(data.labels, int(loaded.meta["num_classes"]), corrupted_dir)
                 rows.append({"corruption": name, "severity": severity, **measure(loaded, data, True)})
                 if base:
                     base_rows.append({"corruption": name, "severity": severity, **measure(base, data, False)})

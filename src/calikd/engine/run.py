@@ -1,4 +1,5 @@
-"""Run folders shared by teacher training and distillation: refuse to clobber, resume checks, overwrite."""
+"""Run folders shared by teacher training and distillation: refuse to clobber, resume checks, overwrite;
+the error for a run whose loss diverged."""
 
 from __future__ import annotations
 
@@ -7,13 +8,23 @@ from pathlib import Path
 from typing import Any
 
 from calikd.engine.distributed import Distributed
-from calikd.errors import ConfigError
-from calikd.utils.io import ensure_writable_dir
+from calikd.errors import CalikdError, ConfigError
+from calikd.utils.io import check_writable_dir
 
 # Config keys that may change between a run and its resumption without changing the result.
 RESUME_MAY_DIFFER = frozenset(
     {"resume", "overwrite", "progress", "device", "out", "eval_batch_size", "data_dir", "download"}
 )
+
+
+class TrainingDivergedError(CalikdError, FloatingPointError):
+    """The training loss became NaN or inf (a too high learning rate, or a teacher with broken outputs)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(
+            message, hint or "lower the learning rate (--lr) or clip the gradients (--grad-clip)"
+        )
+
 
 CHECKPOINT_FILES = tuple(
     f"{stem}{ext}"
@@ -27,7 +38,8 @@ def prepare_run_dir(
 ) -> None:
     """Check that ``out_dir`` may be written as asked: an earlier run there needs ``resume`` or ``overwrite``
     (which deletes the earlier run's ``run_files``, unless ``clean`` is False: a DDP rank other than 0);
-    ``resume`` needs an earlier run."""
+    ``resume`` needs an earlier run. A new ``out_dir`` is not created here but by the first checkpoint saved,
+    so a run that fails before then leaves nothing behind."""
     last_json = out_dir / "last.json"
     if last_json.exists() and not (resume or overwrite):
         raise ConfigError(
@@ -36,7 +48,7 @@ def prepare_run_dir(
         )
     if resume and not last_json.exists():
         raise ConfigError(f"--resume given but '{out_dir}' holds no checkpoint (last.json) to resume from")
-    ensure_writable_dir(out_dir)
+    check_writable_dir(out_dir)
     if overwrite and clean:
         for stale in run_files:
             (out_dir / stale).unlink(missing_ok=True)

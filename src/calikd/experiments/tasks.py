@@ -57,8 +57,11 @@ def run_calibrate(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
     from calikd.teacher.calibrate import calibrate_checkpoint, find_calibrator
 
     checkpoint = plan.config["checkpoint"]
-    # never replace a calibrator the user stored next to their own checkpoint
-    write = find_calibrator(checkpoint) is None
+    # Never replace a calibrator the user stored next to their own checkpoint. A teacher this sweep trained
+    # (the run depends on it) is the sweep's own: a calibrator there is this run's, written by an attempt
+    # killed before it was recorded (or copied with an adopted teacher); write it again so that this attempt
+    # records the same artifacts as an uninterrupted one.
+    write = bool(plan.depends_on) or find_calibrator(checkpoint) is None
     outcome = calibrate_checkpoint(checkpoint, [plan.config["method"]], write=write, plots=write)
     method = outcome.methods[0]
     metrics: dict[str, Any] = {}

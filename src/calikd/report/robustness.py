@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from calikd.report.markdown import MarkdownDoc
-from calikd.utils.io import atomic_write_json
+from calikd.utils.io import atomic_write_json, ensure_writable_dir
 
 
 def _pct(value: float) -> str:
@@ -104,8 +104,7 @@ def write_robustness_report(result: dict[str, Any], out_dir: str | os.PathLike[s
     """Write ``robustness.json``, ``robustness.md`` / ``.html`` and the severity plots into ``out_dir``."""
     from calikd.report.html import write_report
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_writable_dir(out_dir)
     plots: dict[str, Path] = {}
     if importlib.util.find_spec("matplotlib") is not None:
         from calikd.report.plots import metric_curves

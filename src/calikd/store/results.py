@@ -29,8 +29,10 @@ Life of a run::
 
 Statuses: ``pending`` -> ``running`` -> ``finished`` | ``failed``. :meth:`~ResultsStore.claim` takes a
 pending or failed run, or a running one whose heartbeat is older than ``stale_after_s`` (its worker
-died: SIGKILL, power loss, a lost node); it never takes a finished run. A worker whose claim was taken
-over that way cannot finish the run any more (:class:`ClaimLostError`), so every run is finished once.
+died: SIGKILL, power loss, a lost node); it never takes a finished run. A run whose worker was a process
+of this machine that no longer exists (:func:`worker_is_gone`) is taken over at once, so a sweep killed
+and restarted goes on without waiting for the heartbeat to go stale. A worker whose claim was taken over
+that way cannot finish the run any more (:class:`ClaimLostError`), so every run is finished once.
 
 Concurrency: the file is in WAL mode (readers never block the writer), every write is one short
 ``BEGIN IMMEDIATE`` transaction, and writers wait for each other (``busy_timeout``) instead of failing
@@ -74,6 +76,7 @@ import csv
 import io
 import json
 import os
+import re
 import secrets
 import socket
 import sqlite3
@@ -112,6 +115,7 @@ __all__ = [
     "default_worker",
     "export_csv",
     "run_id_for",
+    "worker_is_gone",
 ]
 
 DEFAULT_DB_PATH = "runs/calikd.db"
@@ -156,6 +160,44 @@ def default_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+_INIT_PID_NAMESPACE = 0xEFFFFFFC  # the inode of Linux's initial PID namespace (PROC_PID_INIT_INO)
+_DEFAULT_WORKER = re.compile(r"(?P<host>.+):(?P<pid>[0-9]+)/[0-9a-f]+(?P<ns>@[0-9]+)?")
+
+
+def _pid_namespace_tag() -> str:
+    """``""`` in the initial PID namespace (or without PID namespaces), else ``@<inode>`` (a container):
+    a pid names a process only within its namespace, so default worker names carry the tag."""
+    try:
+        inode = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return ""
+    return "" if inode == _INIT_PID_NAMESPACE else f"@{inode}"
+
+
+_PID_NAMESPACE_TAG = _pid_namespace_tag()
+
+
+def worker_is_gone(worker: str | None) -> bool:
+    """True if ``worker`` is a default worker name (``host:pid/token``) of a process of this machine and PID
+    namespace that no longer exists: its runs can be taken over without waiting for the heartbeat to go
+    stale. False when unsure (another machine or container, a name given by hand, a pid in use again)."""
+    match = _DEFAULT_WORKER.fullmatch(worker or "")
+    if os.name != "posix" or match is None or match["host"] != socket.gethostname():
+        return False
+    if (match["ns"] or "") != _PID_NAMESPACE_TAG:
+        return False
+    pid = int(match["pid"])
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. EPERM: it exists, as another user
+        return False
+    return False
+
+
 def _iso_utc(t: float | None) -> str | None:
     return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
@@ -190,11 +232,13 @@ class RunRecord:
         return self.run_id[:8]
 
     def is_stale(self, stale_after_s: float = DEFAULT_STALE_AFTER_S, now: float | None = None) -> bool:
-        """True for a running run whose heartbeat is older than ``stale_after_s`` (its worker likely died)."""
+        """True for a running run whose heartbeat is older than ``stale_after_s`` (its worker likely died)
+        or whose worker was a process of this machine that no longer exists (:func:`worker_is_gone`)."""
         if self.status != "running":
             return False
         now = time.time() if now is None else now
-        return self.heartbeat_at is None or now - self.heartbeat_at >= stale_after_s
+        stale = self.heartbeat_at is None or now - self.heartbeat_at >= stale_after_s
+        return stale or worker_is_gone(self.worker)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (timestamps as Unix seconds, sweeps as a list)."""
@@ -236,7 +280,8 @@ class ResultsStore:
             is False, in which case a missing file raises :class:`ResultsStoreError` (as the CLI wants).
         worker: who claims runs; default ``host:pid/token`` (:func:`default_worker` plus a random token
             of this store object, so that two stores in one process, e.g. one per thread, or two
-            containers with the same host name and pid, never pass for one worker).
+            containers with the same host name and pid, never pass for one worker; in a container the
+            token ends with ``@<PID namespace>``, see :func:`worker_is_gone`).
         busy_timeout_s: how long a write waits for other writers before giving up.
 
     Raises :class:`ResultsStoreError` (a :class:`calikd.errors.CalikdError`, naming the file) for a file
@@ -255,7 +300,7 @@ class ResultsStore:
         self.path = Path(path)
         self.busy_timeout_s = float(busy_timeout_s)
         self._worker = worker
-        self._token = secrets.token_hex(3)
+        self._token = secrets.token_hex(3) + _PID_NAMESPACE_TAG
         self._claims: dict[str, str] = {}
         self._conn_obj: sqlite3.Connection | None = open_database(
             self.path, create=create, busy_timeout_s=self.busy_timeout_s
@@ -449,8 +494,9 @@ class ResultsStore:
         """Atomically mark the run as running for ``worker`` (default :attr:`worker`); True if claimed.
 
         Claims a pending run, a failed one (unless ``retry_failed`` is False) and a running one whose
-        heartbeat is older than ``stale_after_s`` seconds (or that this same worker holds). Returns
-        False for a finished run and for one that another live worker holds.
+        heartbeat is older than ``stale_after_s`` seconds, whose worker process is gone
+        (:func:`worker_is_gone`) or that this same worker holds. Returns False for a finished run and for
+        one that another live worker holds.
         """
         worker = worker or self.worker
         now = time.time()
@@ -459,7 +505,8 @@ class ResultsStore:
             beat = conn.execute("SELECT heartbeat_at FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]
             if status == "finished" or (status == "failed" and not retry_failed):
                 return False
-            if status == "running" and holder != worker and beat is not None and now - beat < stale_after_s:
+            fresh = beat is not None and now - beat < stale_after_s
+            if status == "running" and holder != worker and fresh and not worker_is_gone(holder):
                 return False
             conn.execute(
                 "UPDATE runs SET status = 'running', worker = ?, started_at = ?, heartbeat_at = ?, "

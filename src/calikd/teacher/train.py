@@ -29,6 +29,7 @@ from calikd.engine.evaluate import predict_logits
 from calikd.engine.progress import progress_bar
 from calikd.engine.run import (
     CHECKPOINT_FILES,
+    TrainingDivergedError,
     check_ranks_agree,
     check_resumable,
     check_world_size,
@@ -137,7 +138,7 @@ def train_one_epoch(
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"training diverged: loss is {loss.item()}; lower the learning rate")
+                raise TrainingDivergedError(f"training diverged: the loss is {loss.item()}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip is not None:

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from calikd.errors import ConfigError
+
 
 def _umask() -> int:
     mask = os.umask(0)  # reading the umask means setting it; put it straight back
@@ -53,21 +55,55 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
         fh.write("\n")
 
 
+def _not_writable(path: Path, reason: str) -> ConfigError:
+    return ConfigError(
+        f"output folder '{path}' is not writable: {reason}",
+        hint="choose another folder with --out, or fix its permissions",
+    )
+
+
+def _file_in_the_way(path: Path) -> str | None:
+    """Why ``path`` cannot be a folder because it, or the nearest existing ancestor, is a file."""
+    for p in (path, *path.parents):
+        if p.is_dir():
+            return None
+        if p.exists():
+            return "it is a file, not a folder" if p == path else f"'{p}' is a file, not a folder"
+    return None
+
+
+def check_writable_dir(path: str | os.PathLike[str]) -> Path:
+    """Check, without creating anything, that ``path`` is (or can be created as) a folder to write files in.
+
+    The check writes and removes a temporary file in ``path`` or its nearest existing ancestor. Raises
+    :class:`calikd.errors.ConfigError` naming the folder otherwise.
+    """
+    path = Path(path)
+    reason = _file_in_the_way(path)
+    if reason is not None:
+        raise _not_writable(path, reason)
+    existing = next((p for p in (path, *path.parents) if p.is_dir()), Path("."))
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".calikd-write-test."):
+            pass
+    except OSError as exc:
+        raise _not_writable(path, str(exc.strerror or exc)) from exc
+    return path
+
+
 def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     """Create ``path`` if needed and check that files can be written there.
 
     Raises :class:`calikd.errors.ConfigError` naming the folder otherwise.
     """
-    from calikd.errors import ConfigError
-
     path = Path(path)
+    reason = _file_in_the_way(path)
+    if reason is not None:
+        raise _not_writable(path, reason)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".calikd-write-test."):
             pass
     except OSError as exc:
-        raise ConfigError(
-            f"output folder '{path}' is not writable: {exc.strerror or exc}",
-            hint="choose another folder with --out, or fix its permissions",
-        ) from exc
+        raise _not_writable(path, str(exc.strerror or exc)) from exc
     return path
