@@ -44,6 +44,15 @@ class CheckpointError(CalikdError):
     """A checkpoint is missing, unsafe (pickle), truncated, or does not match the model asked for."""
 
 
+class TrainingDivergedError(CalikdError, FloatingPointError):
+    """The training loss became NaN or inf (a too high learning rate, or a teacher with broken outputs)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(
+            message, hint or "lower the learning rate (--lr) or clip the gradients (--grad-clip)"
+        )
+
+
 class ModelError(CalikdError, KeyError):
     """An unknown model name or invalid model arguments."""
 
@@ -52,6 +61,19 @@ class ModelError(CalikdError, KeyError):
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """Return `` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    """Return `` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string.
+
+    Equally close choices are told apart by the longer prefix shared with ``name``, then by their order
+    (``resnet2O`` suggests ``resnet20``, not ``resnet32``).
+    """
+    options = list(dict.fromkeys(choices))
+    close = difflib.get_close_matches(name, options, n=max(len(options), 1), cutoff=0.5)
+    if not close:
+        return ""
+
+    def rank(choice: str) -> tuple[float, int, int]:
+        ratio = difflib.SequenceMatcher(None, name, choice).ratio()
+        prefix = next((i for i, (a, b) in enumerate(zip(name, choice, strict=False)) if a != b), len(choice))
+        return round(ratio, 9), min(prefix, len(name)), -options.index(choice)
+
+    return f" (did you mean '{max(close, key=rank)}'?)"

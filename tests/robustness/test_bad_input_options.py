@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from bad_input_helpers import DATA, EVAL, FAST, MODEL, RunCli, assert_refused, copy_run, train_tiny_teacher
 
-from calikd.engine.run import TrainingDivergedError, prepare_run_dir
-from calikd.errors import ConfigError
+from calikd.engine.run import prepare_run_dir
+from calikd.errors import ConfigError, TrainingDivergedError
 from calikd.teacher import TeacherConfig, train_teacher
 
 TRAIN = ["train-teacher", *DATA, *MODEL, *FAST]

@@ -30,7 +30,6 @@ from calikd.engine.evaluate import predict_logits
 from calikd.engine.progress import progress_bar
 from calikd.engine.run import (
     CHECKPOINT_FILES,
-    TrainingDivergedError,
     check_ranks_agree,
     check_resumable,
     check_world_size,
@@ -38,7 +37,7 @@ from calikd.engine.run import (
     mean_throughput,
     prepare_run_dir,
 )
-from calikd.errors import CheckpointError, ConfigError
+from calikd.errors import CheckpointError, ConfigError, TrainingDivergedError
 from calikd.metrics import calibration_report, summary_metrics
 from calikd.models import create_model, model_info
 from calikd.store import load_state_into, read_checkpoint, save_checkpoint

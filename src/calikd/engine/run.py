@@ -1,5 +1,4 @@
-"""Run folders shared by teacher training and distillation: refuse to clobber, resume checks, overwrite;
-the error for a run whose loss diverged."""
+"""Run folders shared by teacher training and distillation: refuse to clobber, resume checks, overwrite."""
 
 from __future__ import annotations
 
@@ -8,22 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from calikd.engine.distributed import Distributed
-from calikd.errors import CalikdError, ConfigError
+from calikd.errors import ConfigError
 from calikd.utils.io import check_writable_dir
 
 # Config keys that may change between a run and its resumption without changing the result.
 RESUME_MAY_DIFFER = frozenset(
     {"resume", "overwrite", "progress", "device", "out", "eval_batch_size", "data_dir", "download"}
 )
-
-
-class TrainingDivergedError(CalikdError, FloatingPointError):
-    """The training loss became NaN or inf (a too high learning rate, or a teacher with broken outputs)."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(
-            message, hint or "lower the learning rate (--lr) or clip the gradients (--grad-clip)"
-        )
 
 
 CHECKPOINT_FILES = tuple(
