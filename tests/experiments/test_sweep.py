@@ -55,6 +55,8 @@ def test_expansion_dedupes_the_baseline_and_orders_phases(tmp_path: Path) -> Non
         ({"methods": [{"method": "kd", "options": {"temprature": 2}}]}, "did you mean 'temperature'"),
         ({"distill": {"seed": 3}}, "the sweep sets these itself"),
         ({"seedz": [1]}, "did you mean 'seeds'"),
+        ({"seeds": [0, -1]}, r"the sweep's 'seeds' must be non-negative integers, got \[-1\]"),
+        ({"seeds": ["one"]}, r"'seeds' must be non-negative integers, got \['one'\]"),
         ({"teachers": []}, "needs at least one entry under 'teachers'"),
         ({"dataset": None, "teachers": [{"checkpoint": "x/last"}]}, "'ce' .* needs the sweep's 'dataset'"),
     ],

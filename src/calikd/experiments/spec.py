@@ -217,7 +217,7 @@ def parse_spec(data: dict[str, Any], *, default_name: str = "sweep") -> SweepSpe
         student_resolutions=_as_list(data.get("student_resolutions") or [None], "student_resolutions"),
         teacher_inputs=[str(v) for v in _as_list(data.get("teacher_inputs") or ["full"], "teacher_inputs")],
         taus=_as_list(data.get("taus") or [None], "taus"),
-        seeds=[int(s) for s in _as_list(data.get("seeds") or [0], "seeds")],
+        seeds=_parse_seeds(data.get("seeds") or [0]),
         distill=distill,
         robustness=_parse_robustness(data.get("robustness"), dataset),
         raw=dict(data),
@@ -227,6 +227,17 @@ def parse_spec(data: dict[str, Any], *, default_name: str = "sweep") -> SweepSpe
     if not spec.teachers and any(m["method"] != "ce" for m in spec.methods):
         raise ConfigError("the sweep distils, so it needs at least one entry under 'teachers'")
     return spec
+
+
+def _parse_seeds(value: Any) -> list[int]:
+    """The sweep's ``seeds``: non-negative integers."""
+    seeds = _as_list(value, "seeds")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad:
+        raise ConfigError(
+            f"the sweep's 'seeds' must be non-negative integers, got {bad}", hint="e.g. seeds: [0, 1, 2]"
+        )
+    return [int(s) for s in seeds]
 
 
 def _parse_robustness(value: Any, dataset: str | None) -> dict[str, Any] | None:
