@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from calikd.metrics import (
+    CalibrationReport,
     calibration_report,
     expected_calibration_error,
     looks_like_probabilities,
@@ -88,3 +89,65 @@ def test_reliability_stats_reproduce_the_ece(case: tuple[torch.Tensor, torch.Ten
         ece = sum(k / n * abs(g) for k, g in zip(stats.count, stats.gap, strict=True) if k)
         direct = expected_calibration_error(logits, labels, n_bins, "l1", binning)
         assert math.isclose(ece, direct, abs_tol=1e-12)
+
+
+@st.composite
+def with_permutation(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor, int]:
+    logits, labels, n_bins = draw(predictions())
+    perm = torch.tensor(draw(st.permutations(range(len(labels)))))
+    return logits, labels, n_bins, perm, draw(st.integers(1, len(labels)))
+
+
+def _assert_same_report(a: CalibrationReport, b: CalibrationReport, what: str) -> None:
+    for key, value in a.scalars().items():
+        other = b.scalars()[key]
+        if isinstance(value, float):
+            assert math.isclose(value, other, abs_tol=1e-12), (what, key, value, other)
+        else:
+            assert value == other, (what, key)
+    for name in ("reliability", "reliability_adaptive"):
+        assert getattr(a, name).count == getattr(b, name).count, (what, name)
+
+
+@settings(max_examples=80, deadline=None)
+@given(with_permutation())
+def test_sample_order_and_chunking_change_nothing(case: tuple) -> None:
+    # quarter-integer logits: many tied confidences, the hard case for equal-mass bins
+    logits, labels, n_bins, perm, chunk = case
+    whole = calibration_report(logits, labels, n_bins)
+    _assert_same_report(whole, calibration_report(logits[perm], labels[perm], n_bins), "permuted")
+    _assert_same_report(whole, calibration_report(logits, labels, n_bins, chunk_size=chunk), f"chunk {chunk}")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 30).flatmap(
+        lambda n: st.tuples(
+            st.integers(2, 6).flatmap(
+                lambda c: st.tuples(
+                    st.lists(st.integers(-1280, 1280), min_size=n * c, max_size=n * c),
+                    st.lists(st.integers(0, c - 1), min_size=n, max_size=n),
+                    st.just(c),
+                )
+            ),
+            st.integers(1, 20),
+        )
+    )
+)
+def test_probabilities_and_logits_give_the_same_metrics(case: tuple) -> None:
+    (values, label_list, c), n_bins = case
+    # logits on a 1/64 grid: exact ties or gaps far above rounding, so argmax agrees between the two paths
+    logits = torch.tensor(values, dtype=torch.float64).reshape(-1, c) / 64
+    labels = torch.tensor(label_list)
+    assume(not looks_like_probabilities(logits))
+    a = calibration_report(logits, labels, n_bins)
+    b = calibration_report(torch.softmax(logits, dim=1), labels, n_bins, from_probs=True)
+    # a probability and its logit-path twin differ by rounding only (~1e-16); a confidence within that of
+    # a bin edge could change bins, so the binned metrics are compared where no confidence is that close
+    conf = torch.softmax(logits, dim=1).amax(dim=1)
+    edges = torch.arange(n_bins + 1, dtype=torch.float64) / n_bins
+    near_edge = bool(((conf[:, None] - edges).abs() < 1e-9).any())
+    for key in ("accuracy", "nll", "brier", "entropy") + (
+        () if near_edge else ("ece", "mce", "ece_l2", "oe")
+    ):
+        assert math.isclose(getattr(a, key), getattr(b, key), rel_tol=1e-9, abs_tol=1e-9), key

@@ -105,6 +105,11 @@ def read_cifar_binary(
         raise DataError(f"cannot read '{path}': {exc.strerror or exc}") from exc
     record = label_bytes + PIXELS
     count, rest = divmod(len(raw), record)
+    if not raw:
+        raise DataError(
+            f"file {path} is empty: a CIFAR batch holds {record}-byte records",
+            hint="delete it and fetch the dataset again (`calikd data fetch NAME`)",
+        )
     if rest:
         raise DataError(
             f"file {path} is truncated: {len(raw)} bytes is not a whole number of {record}-byte records "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import tokenize
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,7 +106,8 @@ def _load_npy(path: Path) -> np.ndarray:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, OverflowError, SyntaxError, tokenize.TokenError) as exc:
+        # numpy parses the header with ast/tokenize, whose errors a damaged header can leak
         raise DataError(
             f"'{path}' is not a readable .npy array ({exc})",
             hint="the file is truncated or not a NumPy array: re-create it with `calikd corrupt` or "
@@ -125,7 +127,7 @@ class CorruptedSet:
         if manifest.exists():
             try:
                 self.manifest = json.loads(manifest.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
                 raise DataError(f"'{manifest}' is not valid JSON ({exc})") from exc
             if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
                 raise DataError(f"'{manifest}' is not a calikd corrupted-set manifest")
@@ -155,7 +157,12 @@ class CorruptedSet:
         if self.verify and self.manifest is not None and key not in self._verified:
             from calikd.store.files import file_sha256
 
-            expected = self.manifest.get("files", {}).get(path.name)
+            files = self.manifest.get("files")
+            if not isinstance(files, dict):
+                raise DataError(
+                    f"'{self.folder / MANIFEST}' has no \"files\" object mapping names to SHA-256s"
+                )
+            expected = files.get(path.name)
             if expected is None:
                 raise DataError(f"'{path.name}' is not listed in '{self.folder / MANIFEST}'")
             if file_sha256(path) != expected:
@@ -246,10 +253,11 @@ def write_corrupted_set(
     if manifest_path.exists():
         try:
             old = json.loads(manifest_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             old = {}
         if isinstance(old, dict) and all(old.get(k) == v for k, v in settings.items()):
-            files = {k: v for k, v in old.get("files", {}).items() if (folder / k).exists()}
+            done = old.get("files")
+            files = {k: v for k, v in done.items() if (folder / k).exists()} if isinstance(done, dict) else {}
     labels = split.labels.numpy().astype(np.int64)
     _save_npy(folder / "labels.npy", np.tile(labels, 5))
     files["labels.npy"] = file_sha256(folder / "labels.npy")

@@ -4,7 +4,8 @@ The cache entry of a split lives in ``<cache>/decoded/<name>-<split>-<key>/`` (`
 ``labels.npy``, ``meta.json`` written last). ``key`` hashes the dataset name, split, the resolved root, the
 decoding options and the list of (relative path, size in bytes, label) of every file, so adding, removing,
 relabelling or replacing a file decodes again, while a later load with the same files reads the arrays only
-(``np.load(..., allow_pickle=False)``), without opening any image.
+(``np.load(..., allow_pickle=False)``), without opening any image. ``meta.json`` records the arrays' SHA-256:
+a damaged entry (or any that cannot be read) is decoded again.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
+import tokenize
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
 from calikd.data.dataset import ArrayDataset
@@ -28,7 +31,7 @@ from calikd.errors import ConfigError, DataError
 from calikd.utils.io import atomic_write, atomic_write_json
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: meta.json records the arrays' SHA-256
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
@@ -70,11 +73,41 @@ def check_channels(channels: int | None) -> int | None:
     return channels
 
 
+#: What Pillow raises for a damaged file: OSError (and UnidentifiedImageError), but its format plugins'
+#: parsers also raise these directly, and DecompressionBombError above 2 x ``Image.MAX_IMAGE_PIXELS`` pixels.
+_PIL_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    EOFError,
+    Image.DecompressionBombError,
+)
+
+
+def _check_pixels(path: Path, im: Image.Image) -> None:
+    """Refuse an image whose header claims more pixels than Pillow's decompression-bomb limit, before any
+    pixel buffer is allocated (Pillow itself only warns up to twice that limit)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    w, h = im.size
+    if limit is not None and w * h > limit:
+        raise DataError(
+            f"image '{path}' claims {h}x{w} (HxW) = {w * h} pixels, more than Pillow's limit of {limit}: a "
+            "damaged file or a decompression bomb",
+            hint="if the file is genuine, raise PIL.Image.MAX_IMAGE_PIXELS before loading the dataset",
+        )
+
+
 def _first_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
+            _check_pixels(path, im)
             return im.size[1], im.size[0]
-    except (OSError, UnidentifiedImageError) as exc:
+    except _PIL_ERRORS as exc:
         raise DataError(f"cannot read image '{path}': {exc}") from exc
 
 
@@ -84,19 +117,21 @@ def _decode_one(
     """(H, W, 3) or (H, W, 1) uint8 array, and whether the source was grayscale."""
     try:
         with Image.open(path) as im:
+            _check_pixels(path, im)
+            same_size = (im.size[1], im.size[0]) == size
+            if not (same_size or resize):  # checked before decoding anything
+                raise DataError(
+                    f"images have mixed sizes: '{path}' is {im.size[1]}x{im.size[0]} (HxW) but "
+                    f"'{first}' is {size[0]}x{size[1]}",
+                    hint="pass image_size=N or (H, W) to resize every image to one size",
+                )
             gray = im.mode in _GRAY_MODES
             target_mode = "L" if channels == 1 or (channels is None and gray) else "RGB"
             im = im.convert(target_mode)
-            if (im.size[1], im.size[0]) != size:
-                if not resize:
-                    raise DataError(
-                        f"images have mixed sizes: '{path}' is {im.size[1]}x{im.size[0]} (HxW) but "
-                        f"'{first}' is {size[0]}x{size[1]}",
-                        hint="pass image_size=N or (H, W) to resize every image to one size",
-                    )
+            if not same_size:
                 im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as exc:
+    except _PIL_ERRORS as exc:
         raise DataError(f"cannot decode image '{path}': {exc}") from exc
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -122,7 +157,15 @@ def decode_images(
     size = image_size if image_size is not None else _first_size(paths[0])
     resize = image_size is not None
     n = len(paths)
-    out = np.empty((n, 3 if channels is None else channels, *size), dtype=np.uint8)
+    shape = (n, 3 if channels is None else channels, *size)
+    try:
+        out = np.empty(shape, dtype=np.uint8)
+    except MemoryError:
+        raise DataError(
+            f"{n} images of {size[0]}x{size[1]} (HxW, the size of '{paths[0]}') need "
+            f"{np.prod(shape, dtype=float) / 2**30:.1f} GiB, more than this machine can allocate",
+            hint="pass image_size=N or (H, W) to resize every image to a smaller size",
+        ) from None
     all_gray = True
     workers = workers or min(8, os.cpu_count() or 1)
     chunk = 256
@@ -173,21 +216,39 @@ def _cache_key(
     return h.hexdigest()
 
 
+_ARRAYS = ("images.npy", "labels.npy")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _load_cached(folder: Path, key: str, count: int) -> ArrayDataset | None:
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        if meta.get("key") != key or meta.get("count") != count:
+        if not isinstance(meta, dict) or meta.get("key") != key or meta.get("count") != count:
             return None
-        images = np.load(folder / "images.npy", allow_pickle=False)
-        labels = np.load(folder / "labels.npy", allow_pickle=False)
-    except (OSError, ValueError):
+        sha = meta.get("sha256")
+        if not isinstance(sha, dict) or any(_file_sha256(folder / n) != sha.get(n) for n in _ARRAYS):
+            return None  # a damaged (or half-replaced) entry
+        # memory-mapped first: numpy checks the header's shape against the file size before anything is
+        # allocated (a plain np.load of a damaged header would try to allocate whatever it claims)
+        images = np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False)
+        labels = np.load(folder / "labels.npy", mmap_mode="r", allow_pickle=False)
+        ok = images.dtype == np.uint8 and images.ndim == 4 and images.shape[0] == count
+        if not (ok and labels.shape == (count,) and labels.dtype.kind in "iu"):
+            return None
+        images, labels = np.array(images), np.array(labels, dtype=np.int64)
+    except (OSError, ValueError, EOFError, OverflowError, RecursionError, SyntaxError, tokenize.TokenError):
         return None  # damaged cache: decode again
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != count or labels.shape != (count,):
-        return None
-    return ArrayDataset(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)))
+    return ArrayDataset(torch.from_numpy(images), torch.from_numpy(labels))
 
 
 def decode_cached(
@@ -231,6 +292,7 @@ def decode_cached(
                 "root": str(root.resolve()),
                 "shape": list(images.shape),
                 "version": CACHE_VERSION,
+                "sha256": {n: _file_sha256(folder / n) for n in _ARRAYS},
             },
         )
     except OSError as exc:

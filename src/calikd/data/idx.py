@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import zlib
 from pathlib import Path
@@ -77,7 +78,7 @@ def parse_idx(
             f"file {source} is truncated: its IDX header needs {header} bytes, found {len(content)}"
         )
     dims = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected_bytes = int(np.prod(dims, dtype=np.int64))
+    expected_bytes = math.prod(dims)  # a Python int: numpy's int64 product would wrap around for huge dims
     found = len(content) - header
     if found < expected_bytes:
         raise DataError(

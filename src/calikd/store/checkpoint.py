@@ -110,7 +110,11 @@ class Checkpoint:
         if sha is None:
             return None
         p = self.paths
-        doc = json.loads(read_verified(p.state_meta, sha, p.meta, safetensors=False))
+        data = read_verified(p.state_meta, sha, p.meta, safetensors=False)
+        try:
+            doc = json.loads(data)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise CheckpointError(f"'{p.state_meta}' is corrupt: invalid JSON ({exc})") from exc
         if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT or "tree" not in doc:
             raise CheckpointError(f"'{p.state_meta}' is not a calikd train-state file")
         data = read_verified(p.state_weights, str(doc.get("tensors_sha256")), p.state_meta, safetensors=True)
@@ -251,7 +255,7 @@ def _parse_meta(data: bytes, path: Path) -> dict[str, Any]:
         raise pickle_error(path)
     try:
         meta = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CheckpointError(
             f"metadata file '{path}' is corrupt or truncated: invalid JSON ({exc})"
         ) from exc

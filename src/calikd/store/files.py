@@ -85,7 +85,7 @@ def safetensors_problem(data: bytes) -> str | None:
         return "it does not start with a safetensors header"
     try:
         header = json.loads(data[8 : 8 + size])
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return "its safetensors header is not valid JSON"
     if not isinstance(header, dict):
         return "its safetensors header is not a JSON object"

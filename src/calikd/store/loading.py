@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from calikd.errors import CheckpointError
+from calikd.errors import CalikdError, CheckpointError
 from calikd.store.checkpoint import PathLike, read_checkpoint
 
 __all__ = ["describe", "load_model", "load_state_into"]
@@ -31,6 +31,12 @@ def load_state_into(
     mismatches; ``source`` describes the checkpoint in that message (e.g. "checkpoint 'x' (a resnet20 for
     10 classes)"). Dtypes are cast by ``load_state_dict``.
     """
+    _check_fits(model, state_dict, source)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _check_fits(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """:class:`CheckpointError` unless ``state_dict`` has exactly ``model``'s keys and shapes."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -46,7 +52,6 @@ def load_state_into(
             f"{source} does not fit the {type(model).__name__} model built for it; " + "; ".join(problems),
             hint="check that the model name, its arguments and the class count match the checkpoint",
         )
-    model.load_state_dict(state_dict, strict=True)
 
 
 def describe(meta: Mapping[str, Any]) -> str:
@@ -74,6 +79,56 @@ def _model_spec(meta: Mapping[str, Any], path: PathLike) -> tuple[str, dict[str,
     return model["name"], kwargs, n, c
 
 
+def _check_counts(state_dict: Mapping[str, torch.Tensor], args: Mapping[str, Any], source: str) -> None:
+    """Model-zoo arguments only: every integer one (classes, channels, width, depth, input size ...) counts
+    something the weights hold, so one above the checkpoint's number of weights means damaged metadata, whose
+    model could take hours or all memory to build (a depth of 2^63)."""
+    total = sum(t.numel() for t in state_dict.values())
+    big = [
+        f"{k}={v}" for k, v in args.items() if isinstance(v, int) and not isinstance(v, bool) and v > total
+    ]
+    if big:
+        raise CheckpointError(
+            f"{source} is damaged: its metadata asks for {', '.join(big)}, more than the {total} weights the "
+            "checkpoint holds",
+            hint="the metadata (model.kwargs, num_classes, in_channels) does not describe these weights",
+        )
+
+
+def _build(
+    factory: ModelFactory,
+    name: str,
+    n: int,
+    c: int,
+    kwargs: dict[str, Any],
+    state_dict: Mapping[str, torch.Tensor],
+    source: str,
+) -> nn.Module:
+    """``factory(name, ...)``, after a dry run on the meta device (no memory) that checks the checkpoint's
+    tensors fit the model: metadata describing a far larger model than the weights hold (a damaged file) is
+    refused before gigabytes are allocated. A factory that cannot build on the meta device skips the dry run;
+    one that fails to build what the metadata describes is a :class:`CheckpointError`."""
+    try:
+        with torch.device("meta"):
+            skeleton = factory(name, num_classes=n, in_channels=c, **kwargs)
+    except CalikdError:
+        raise
+    except Exception:  # not every factory can build on the meta device: skip the dry run
+        skeleton = None
+    if isinstance(skeleton, nn.Module):
+        _check_fits(skeleton, state_dict, source)
+    try:
+        return factory(name, num_classes=n, in_channels=c, **kwargs)
+    except CalikdError:
+        raise
+    except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as exc:
+        raise CheckpointError(
+            f"{source}: the model its metadata describes cannot be built ({type(exc).__name__}: {exc})",
+            hint="the metadata (model.name, model.kwargs, num_classes, in_channels) is damaged or was "
+            "written by another version of the model code",
+        ) from exc
+
+
 def load_model(
     path: PathLike,
     *,
@@ -96,10 +151,12 @@ def load_model(
         raise CheckpointError(f"{what}, but model '{expect_model}' was asked for")
     if expect_num_classes is not None and expect_num_classes != n:
         raise CheckpointError(f"{what}, but {expect_num_classes} classes were asked for")
+    source = f"checkpoint '{path}' ({describe(meta)}, {c} input channels)"
     if factory is None:
         from calikd.models import create_model as factory
-    model = factory(name, num_classes=n, in_channels=c, **kwargs)
-    source = f"checkpoint '{path}' ({describe(meta)}, {c} input channels)"
+
+        _check_counts(ckpt.state_dict, {"num_classes": n, "in_channels": c, **kwargs}, source)
+    model = _build(factory, name, n, c, kwargs, ckpt.state_dict, source)
     load_state_into(model, ckpt.state_dict, source=source)
     model.to(device)
     model.eval()

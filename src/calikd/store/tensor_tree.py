@@ -147,11 +147,18 @@ def _unpack(node: Any, tensors: dict[str, torch.Tensor], path: tuple[Any, ...]) 
         if not isinstance(node["tensor"], str) or node["tensor"] not in tensors:
             raise ValueError(f"malformed skeleton at {_path_str(path)}: no tensor named {node['tensor']!r}")
         return tensors[node["tensor"]]
-    if keys == {"float"} and node["float"] in _NONFINITE:
+    if keys == {"float"} and isinstance(node["float"], str) and node["float"] in _NONFINITE:
         return _NONFINITE[node["float"]]
     if keys == {"tuple"} and isinstance(node["tuple"], list):
         return tuple(_unpack(v, tensors, (*path, i)) for i, v in enumerate(node["tuple"]))
-    if "dict" in keys and keys <= {"dict", "type"} and node.get("type") in _DICT_FROM_NAME:
+    kind = node.get("type")
+    if (
+        "dict" in keys
+        and keys <= {"dict", "type"}
+        and isinstance(node["dict"], list)
+        and (kind is None or isinstance(kind, str))
+        and kind in _DICT_FROM_NAME
+    ):
         out = _DICT_FROM_NAME[node.get("type")]()
         for pair in node["dict"]:
             if not (isinstance(pair, list) and len(pair) == 2):
@@ -171,4 +178,7 @@ def unpack_tree(tensors: dict[str, torch.Tensor], skeleton: Any) -> Any:
 
     Raises :class:`ValueError` naming the path of a malformed node or of a missing tensor.
     """
-    return _unpack(skeleton, tensors, ())
+    try:
+        return _unpack(skeleton, tensors, ())
+    except RecursionError:
+        raise ValueError("malformed skeleton: it is nested too deeply") from None
