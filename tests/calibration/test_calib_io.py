@@ -243,3 +243,10 @@ def test_register_a_new_calibrator(synthetic, tmp_path: Path) -> None:
     from calikd.calibration import registry
 
     del registry._REGISTRY["identity_test"]
+
+
+def test_absurdly_nested_json_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match="is not valid JSON"):
+        load_calibrator(path)

@@ -65,6 +65,12 @@ from calikd.store import read_checkpoint, save_checkpoint
 from calikd.store.checkpoint import Checkpoint
 from calikd.store.loading import load_model
 
+# damaged files make Pillow and numpy warn (TIFF tags past the end, a 100 M pixel header, a huge shape)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning:PIL"),
+    pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning"),
+    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+]
 EXAMPLES = int(os.environ.get("CALIKD_FUZZ_EXAMPLES", "60"))
 SEED = os.environ.get("CALIKD_FUZZ_SEED")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -539,6 +545,7 @@ def test_checkpoint_reader(checkpoint_files: dict[str, bytes], data: st.DataObje
             r"does not fit.*layer1\.linear\.weight \(4, 16\) in the checkpoint",
         ),
     ],
+    ids=["zoo-input-size", "zoo-depth", "any-factory-dry-run"],
 )
 def test_metadata_claiming_a_huge_model_is_refused_before_building_it(
     checkpoint_files: dict[str, bytes], tmp_path: Path, kwargs: dict, factory: Any, error: str
@@ -658,6 +665,7 @@ def test_empty_cifar_batch_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("header", "error"),
     [(b"P6\n1e9\n5\n255\n", "cannot read image"), (b"P6\n6\n5\n0\n", "cannot (read|decode) image")],
+    ids=["size-1e9", "maxval-0"],
 )
 def test_ppm_with_a_bad_header_is_a_data_error(tmp_path: Path, header: bytes, error: str) -> None:
     # Pillow raises ValueError (not OSError) for these
@@ -673,6 +681,7 @@ def test_ppm_with_a_bad_header_is_a_data_error(tmp_path: Path, header: bytes, er
         "{'descr': '|u1', 'fortran_order': False, 'shape': (10, 4, 4, 3)",  # numpy: tokenize.TokenError
         "{'descr': '|u1', 'fortran_order': False, 'shape': (10, 4, 4, 3)}}",  # numpy: SyntaxError
     ],
+    ids=["negative-shape", "unterminated", "unbalanced"],
 )
 def test_corrupted_set_with_a_damaged_npy_header_is_a_data_error(tmp_path: Path, header: str) -> None:
     _write_tree(tmp_path, {**CORRUPTED, "fog.npy": _with_npy_header(CORRUPTED["fog.npy"], header)})
@@ -697,6 +706,15 @@ def test_corrupted_set_manifest_without_a_files_object_is_a_data_error(tmp_path:
         ({"float": []}, r"malformed skeleton at root: unknown node \['float'\]"),
         ("[" * 20 + "0" + "]" * 20, None),  # fine
         ("[" * 700 + "0" + "]" * 700, "nested too deeply"),  # parses as JSON, too deep to rebuild
+    ],
+    ids=[
+        "not-utf8",
+        "json-too-deep",
+        "dict-not-a-list",
+        "type-not-a-string",
+        "float-not-a-string",
+        "20-levels",
+        "700-levels",
     ],
 )
 def test_damaged_train_state_is_a_checkpoint_error(
@@ -727,3 +745,13 @@ def test_safetensors_header_nested_too_deeply_is_a_checkpoint_error(
     _write_tree(tmp_path, _resign({**checkpoint_files, "ck.safetensors": weights}))
     with pytest.raises(CalikdError, match="safetensors header is not valid JSON"):
         read_checkpoint(tmp_path / "ck")
+
+
+def test_corrupted_set_with_a_zip_as_labels_is_a_data_error(tmp_path: Path) -> None:
+    # np.load opens a file starting with a zip signature as an .npz archive (BadZipFile, or an NpzFile)
+    buf = io.BytesIO()
+    np.savez(buf, labels=np.zeros(10, np.int64))
+    for labels in (buf.getvalue(), b"PK\x03\x04" + CORRUPTED["labels.npy"][4:]):
+        _write_tree(tmp_path, {**CORRUPTED, "labels.npy": labels})
+        with pytest.raises(CalikdError, match=r"labels\.npy' is not a readable \.npy array .*\.npy magic"):
+            CorruptedSet(tmp_path)

@@ -121,7 +121,7 @@ def _read_json(path: Path, json_path: Path) -> dict[str, Any]:
         raise _pickle_error(json_path)
     try:
         doc = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise CheckpointError(f"'{json_path}' is not valid JSON ({exc}); is it a calibrator file?") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__

@@ -101,8 +101,16 @@ def _npy_path(folder: Path, corruption: str) -> Path:
     return folder / f"{corruption}.npy"
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+
+
 def _load_npy(path: Path) -> np.ndarray:
+    """The array in ``path``, memory-mapped (numpy checks the header's shape against the file size)."""
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(len(_NPY_MAGIC))
+        if magic != _NPY_MAGIC:  # np.load would also open .npz (zip) archives and pickles
+            raise ValueError("it does not start with the .npy magic string")
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise
