@@ -188,3 +188,17 @@ def test_count_parameters_counts_trainable_only() -> None:
     assert total == 784 * 256 + 2 * 256 + 256 * 10 + 10
     m.fc.requires_grad_(False)
     assert count_parameters(m) == total - (256 * 10 + 10)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"depth": 2**63}, "depth must be at most 10,000, got 9,223,372,036,854,775,808"),
+        ({"width": 10**7}, "width must be at most 1,000,000"),
+    ],
+)
+def test_absurd_sizes_are_refused_before_building(kwargs: dict, message: str) -> None:
+    with pytest.raises(ModelError, match=message):
+        create_model("mlp", num_classes=10, in_channels=1, **kwargs)
+    with pytest.raises(ModelError, match="num_classes must be at most 1,000,000"):
+        create_model("cnn", num_classes=10**8, in_channels=1)

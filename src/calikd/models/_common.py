@@ -10,11 +10,17 @@ from torch import nn
 
 from calikd.errors import ModelError
 
+MAX_COUNT = 1_000_000  # widths, sizes, classes: far above any real model, far below a hang or a TiB
+MAX_DEPTH = 10_000  # layers and blocks: ResNet-1202 has 1202
 
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` if it is an ``int >= minimum``, else :class:`ModelError`."""
+
+def check_int(name: str, value: Any, minimum: int = 1, maximum: int = MAX_COUNT) -> int:
+    """``value`` if it is an ``int`` in ``[minimum, maximum]``, else :class:`ModelError` (the upper bound
+    stops a typo such as ``depth=2**63`` from hanging the process while it builds layers)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ModelError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value > maximum:
+        raise ModelError(f"{name} must be at most {maximum:,}, got {value:,}")
     return value
 
 

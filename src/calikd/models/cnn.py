@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from calikd.models._common import (
+    MAX_DEPTH,
     check_bool,
     check_choice,
     check_float,
@@ -52,8 +53,8 @@ class CNN(nn.Module):
     ) -> None:
         super().__init__()
         check_int("width", width)
-        check_int("depth", depth)
-        check_int("stages", stages)
+        check_int("depth", depth, maximum=MAX_DEPTH)
+        check_int("stages", stages, maximum=MAX_DEPTH)
         dropout = check_float("dropout", dropout, 0.0, 1.0)
         check_choice("norm", norm, NORMS)
         check_bool("preact_features", preact_features)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from calikd.models._common import check_bool, check_choice, check_float, check_int
+from calikd.models._common import MAX_DEPTH, check_bool, check_choice, check_float, check_int
 from calikd.models.registry import register_alias, register_model
 
 __all__ = ["MLP", "FlattenResize"]
@@ -60,7 +60,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         check_int("width", width)
-        check_int("depth", depth)
+        check_int("depth", depth, maximum=MAX_DEPTH)
         dropout = check_float("dropout", dropout, 0.0, 1.0)
         check_choice("norm", norm, NORMS)
         check_int("input_size", input_size)

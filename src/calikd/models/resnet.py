@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from calikd.errors import ModelError
-from calikd.models._common import check_bool, check_int, embedding_pool, init_weights
+from calikd.models._common import MAX_DEPTH, check_bool, check_int, embedding_pool, init_weights
 from calikd.models.registry import register_alias, register_model, register_pattern
 
 __all__ = ["BasicBlock", "ResNet", "check_resnet_depth"]
@@ -30,7 +30,7 @@ _FAMILY = "resnet"
 
 def check_resnet_depth(depth: int) -> None:
     """Raise :class:`ModelError` unless ``depth = 6n+2`` with ``n >= 1``."""
-    check_int("ResNet depth", depth, 0)
+    check_int("ResNet depth", depth, 0, maximum=MAX_DEPTH)
     if depth < 8 or (depth - 2) % 6:
         lower = max(8, depth - (depth - 2) % 6)
         raise ModelError(

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from calikd.errors import ModelError
-from calikd.models._common import check_bool, check_float, check_int, embedding_pool, init_weights
+from calikd.models._common import MAX_DEPTH, check_bool, check_float, check_int, embedding_pool, init_weights
 from calikd.models.registry import register_alias, register_model, register_pattern
 
 __all__ = ["WideBasicBlock", "WideResNet", "check_wrn_args"]
@@ -31,7 +31,7 @@ _FAMILY = "wrn"
 def check_wrn_args(depth: int, width: int) -> None:
     """Raise :class:`ModelError` unless ``depth = 6n+4`` (n >= 1) and ``width >= 1``."""
     check_int("WRN width", width)
-    check_int("WRN depth", depth, 0)
+    check_int("WRN depth", depth, 0, maximum=MAX_DEPTH)
     if depth < 10 or (depth - 4) % 6:
         lower = max(10, depth - (depth - 4) % 6)
         raise ModelError(
