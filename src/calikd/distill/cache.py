@@ -272,12 +272,11 @@ class TeacherLogitCache:
         logits = self.runtime.gather_rows(rows)
         if len(index) == 0:
             return
-        dtype = self._table.dtype if self._table is not None else logits.dtype
         if self._table is None:
-            self._table = torch.zeros(self.num_samples, self.num_classes, dtype=dtype)
+            self._table = torch.zeros(self.num_samples, self.num_classes, dtype=logits.dtype)
             self._filled = torch.zeros(self.num_samples, dtype=torch.bool)
         assert self._filled is not None
-        self._table[index] = logits.to(dtype)
+        self._table[index] = logits.to(self._table.dtype)
         self._filled[index] = True
 
     def end_epoch(self) -> None:

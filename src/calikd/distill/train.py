@@ -36,14 +36,16 @@ from calikd.engine.run import (
     is_better,
     mean_throughput,
     prepare_run_dir,
+    save_epoch_checkpoints,
+    seed_epoch,
 )
 from calikd.errors import CheckpointError, ConfigError, TrainingDivergedError
 from calikd.metrics import calibration_report, summary_metrics
 from calikd.models import create_model, model_info
-from calikd.store import load_state_into, read_checkpoint, save_checkpoint
+from calikd.store import load_state_into, read_checkpoint
 from calikd.utils.config import config_fields, config_to_dict
 from calikd.utils.device import Precision, resolve_precision
-from calikd.utils.seed import derive_seed, make_generator
+from calikd.utils.seed import derive_seed
 
 RUN_FILES = (*CHECKPOINT_FILES, "report.json", "report.md", "reliability.png")
 # also free to change on resume: where the teacher-logit cache lives and whether it is used
@@ -529,9 +531,8 @@ def distill(
             config, distiller, teacher, data, inputs, loader, precision, device, dtype, say, runtime
         )
     prepare_run_dir(
-        out_dir, resume=config.resume, overwrite=config.overwrite, run_files=RUN_FILES, clean=runtime.is_main
+        out_dir, resume=config.resume, overwrite=config.overwrite, run_files=RUN_FILES, runtime=runtime
     )
-    runtime.barrier()  # rank 0 has removed an overwritten run's files
 
     history: list[dict[str, float]] = []
     best: dict[str, float] | None = None
@@ -574,8 +575,7 @@ def distill(
     for epoch in range(start_epoch, config.epochs + 1):
         loader.set_epoch(epoch)
         distiller.set_epoch(epoch, config.epochs)
-        torch.manual_seed(derive_seed(config.seed, "torch", epoch, *runtime.seed_parts()))
-        generator = make_generator(derive_seed(config.seed, "augment", epoch, *runtime.seed_parts()), device)
+        generator = seed_epoch(config.seed, epoch, device, runtime)
         if cache is not None:
             cache.start_epoch(epoch)
         stats = distill_one_epoch(
@@ -610,10 +610,9 @@ def distill(
             val = {"accuracy": stats["accuracy"], "nll": stats["loss"], "ece": float("nan")}
         history.append(record)
         meta = meta_for(epoch, {f"val_{k}": v for k, v in val.items()})
-        if is_better(val, best):
+        is_best = is_better(val, best)
+        if is_best:
             best, best_epoch = val, epoch
-            if runtime.is_main:
-                save_checkpoint(out_dir / "best", student, meta)
         train_state = {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -622,11 +621,8 @@ def distill(
             "history": history,
             "best": best,
             "best_epoch": best_epoch,
-            "world_size": runtime.world_size,
         }
-        if runtime.is_main:
-            save_checkpoint(out_dir / "last", student, meta, train_state=train_state)
-        runtime.barrier()  # no rank runs ahead of a checkpoint it may have to resume from
+        save_epoch_checkpoints(out_dir, student, meta, train_state, is_best=is_best, runtime=runtime)
         losses = " ".join(f"{k[5:]} {v:.4f}" for k, v in stats.items() if k.startswith("loss_"))
         say(
             f"epoch {epoch:>3}/{config.epochs}  {losses}  val acc {val['accuracy']:.4f} "

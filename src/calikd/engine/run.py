@@ -1,4 +1,5 @@
-"""Run folders shared by teacher training and distillation: refuse to clobber, resume checks, overwrite."""
+"""What teacher training and distillation share around their epoch loop: run folders (refuse to clobber,
+overwrite, resume checks), per-epoch seeding, and the per-epoch checkpoints, one process or many (DDP)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from calikd.engine.distributed import Distributed
 from calikd.errors import ConfigError
+from calikd.store import save_checkpoint
 from calikd.utils.io import check_writable_dir
+from calikd.utils.seed import derive_seed, make_generator
 
 # Config keys that may change between a run and its resumption without changing the result.
 RESUME_MAY_DIFFER = frozenset(
@@ -24,12 +30,18 @@ CHECKPOINT_FILES = tuple(
 
 
 def prepare_run_dir(
-    out_dir: Path, *, resume: bool, overwrite: bool, run_files: Iterable[str], clean: bool = True
+    out_dir: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    run_files: Iterable[str],
+    runtime: Distributed | None = None,
 ) -> None:
     """Check that ``out_dir`` may be written as asked: an earlier run there needs ``resume`` or ``overwrite``
-    (which deletes the earlier run's ``run_files``, unless ``clean`` is False: a DDP rank other than 0);
+    (which deletes the earlier run's ``run_files``; under DDP rank 0 deletes them and every rank waits);
     ``resume`` needs an earlier run. A new ``out_dir`` is not created here but by the first checkpoint saved,
     so a run that fails before then leaves nothing behind."""
+    runtime = runtime or Distributed()
     last_json = out_dir / "last.json"
     if last_json.exists() and not (resume or overwrite):
         raise ConfigError(
@@ -39,9 +51,37 @@ def prepare_run_dir(
     if resume and not last_json.exists():
         raise ConfigError(f"--resume given but '{out_dir}' holds no checkpoint (last.json) to resume from")
     check_writable_dir(out_dir)
-    if overwrite and clean:
+    if overwrite and runtime.is_main:
         for stale in run_files:
             (out_dir / stale).unlink(missing_ok=True)
+    runtime.barrier()  # no rank reads the folder before rank 0 has cleaned it
+
+
+def seed_epoch(seed: int, epoch: int, device: torch.device, runtime: Distributed) -> torch.Generator:
+    """Seed torch's global generator for epoch ``epoch`` (dropout and the like) and return the epoch's
+    augmentation generator on ``device``; under DDP each rank gets its own streams."""
+    torch.manual_seed(derive_seed(seed, "torch", epoch, *runtime.seed_parts()))
+    return make_generator(derive_seed(seed, "augment", epoch, *runtime.seed_parts()), device)
+
+
+def save_epoch_checkpoints(
+    out_dir: Path,
+    model: nn.Module,
+    meta: dict[str, Any],
+    train_state: dict[str, Any],
+    *,
+    is_best: bool,
+    runtime: Distributed,
+) -> None:
+    """Write ``best`` (when ``is_best``) and ``last`` with its ``train_state`` (plus the world size, which a
+    resume must match); under DDP rank 0 writes and every rank waits, so none runs ahead of a checkpoint it
+    may have to resume from."""
+    if runtime.is_main:
+        if is_best:
+            save_checkpoint(out_dir / "best", model, meta)
+        state = {**train_state, "world_size": runtime.world_size}
+        save_checkpoint(out_dir / "last", model, meta, train_state=state)
+    runtime.barrier()
 
 
 def check_resumable(

@@ -35,16 +35,18 @@ from calikd.engine.run import (
     is_better,
     mean_throughput,
     prepare_run_dir,
+    save_epoch_checkpoints,
+    seed_epoch,
 )
 from calikd.errors import ConfigError, TrainingDivergedError
 from calikd.metrics import summary_metrics
 from calikd.models import create_model, model_info
-from calikd.store import load_state_into, read_checkpoint, save_checkpoint
+from calikd.store import load_state_into, read_checkpoint
 from calikd.teacher.config import TeacherConfig
 from calikd.utils.config import config_to_dict
 from calikd.utils.device import Precision, resolve_precision
 from calikd.utils.io import atomic_write_json
-from calikd.utils.seed import derive_seed, make_generator
+from calikd.utils.seed import derive_seed
 
 # Files a teacher run writes into its output folder (removed first by --overwrite).
 RUN_FILES = (*CHECKPOINT_FILES, "summary.json")
@@ -216,9 +218,8 @@ def train_teacher(
         world_size=runtime.world_size,
     )
     prepare_run_dir(
-        out_dir, resume=config.resume, overwrite=config.overwrite, run_files=RUN_FILES, clean=runtime.is_main
+        out_dir, resume=config.resume, overwrite=config.overwrite, run_files=RUN_FILES, runtime=runtime
     )
-    runtime.barrier()  # rank 0 has removed an overwritten run's files
     if len(loader) == 0:
         raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(data.train)} training samples")
     optimizer, scheduler = build_optimization(model, config, len(loader))
@@ -277,8 +278,7 @@ def train_teacher(
 
     for epoch in range(start_epoch, config.epochs + 1):
         loader.set_epoch(epoch)
-        torch.manual_seed(derive_seed(config.seed, "torch", epoch, *runtime.seed_parts()))
-        generator = make_generator(derive_seed(config.seed, "augment", epoch, *runtime.seed_parts()), device)
+        generator = seed_epoch(config.seed, epoch, device, runtime)
         train_stats = train_one_epoch(
             train_model,
             loader,
@@ -305,10 +305,9 @@ def train_teacher(
             val = {"accuracy": train_stats["accuracy"], "nll": train_stats["loss"], "ece": float("nan")}
         history.append(record)
         meta = checkpoint_meta(config, data, epoch, {f"val_{k}": v for k, v in val.items()})
-        if is_better(val, best):
+        is_best = is_better(val, best)
+        if is_best:
             best, best_epoch = val, epoch
-            if runtime.is_main:
-                save_checkpoint(out_dir / "best", model, meta)
         train_state = {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -316,11 +315,8 @@ def train_teacher(
             "history": history,
             "best": best,
             "best_epoch": best_epoch,
-            "world_size": runtime.world_size,
         }
-        if runtime.is_main:
-            save_checkpoint(out_dir / "last", model, meta, train_state=train_state)
-        runtime.barrier()  # no rank runs ahead of a checkpoint it may have to resume from
+        save_epoch_checkpoints(out_dir, model, meta, train_state, is_best=is_best, runtime=runtime)
         say(
             f"epoch {epoch:>3}/{config.epochs}  loss {train_stats['loss']:.4f}  "
             f"val acc {val['accuracy']:.4f} nll {val['nll']:.4f} ece {val['ece']:.4f}  "
