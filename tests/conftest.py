@@ -9,6 +9,12 @@ import pytest
 import torch
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_probe_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Speed probes remembered in a folder of this test session, not the user's cache."""
+    os.environ["CALIKD_PROBE_CACHE"] = str(tmp_path_factory.mktemp("probes") / "speed-probes.json")
+
+
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
     """Keep tests deterministic and light on the 2-core CI machine."""

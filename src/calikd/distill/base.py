@@ -150,6 +150,8 @@ class Distiller(nn.Module, abc.ABC):
             raise ConfigError(f"sample_labels has {len(sample_labels)} entries for {num_samples} samples")
         self.sample_labels = sample_labels
         self.epoch, self.epochs = 1, 1
+        # a faster forward of the frozen teacher for logit methods (engine.frozen); not a submodule
+        self.teacher_runner: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._student_hooks: FeatureHooks | None = None
         self._teacher_hooks: FeatureHooks | None = None
         self.student_feature_shapes: dict[str, torch.Size] = {}
@@ -223,8 +225,9 @@ class Distiller(nn.Module, abc.ABC):
         """The teacher's raw logits (and tapped features) on ``x``, computed without autograd."""
         if self.teacher is None:
             raise ConfigError(f"method '{self.method}' has no teacher to run")
+        runner = self.teacher_runner if not self.uses_features else None
         with torch.inference_mode():
-            logits = self.teacher(x)
+            logits = (runner or self.teacher)(x)
         features = self._teacher_hooks.features if self._teacher_hooks is not None else {}
         return clone_out_of_inference(logits), clone_out_of_inference(features)
 

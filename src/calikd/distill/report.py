@@ -48,6 +48,7 @@ def markdown(result: Any) -> str:
         f"- training: {result.wall_time_s:.0f} s, {result.train_images_per_s:.0f} img/s "
         f"({result.precision} on {result.device})"
         + (f"; teacher-logit cache {result.cache}" if result.cache else ""),
+        *_speed_lines(result.extra),
         "",
         "| model (test) | " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * (len(COLUMNS) + 1),
@@ -63,6 +64,19 @@ def markdown(result: Any) -> str:
             lines.append(_row(f"teacher, calibrated{suffix}", test["calibrated"]))
     lines += ["", "![reliability diagrams on the test split](reliability.png)", ""]
     return "\n".join(lines)
+
+
+def _speed_lines(extra: Mapping[str, Any]) -> list[str]:
+    """How the precision and the teacher's forward path were chosen, with the img/s measured for each."""
+    lines = []
+    for key, label, name in (("precision", "precision", "chosen"), ("teacher_path", "teacher path", "path")):
+        record = extra.get(key)
+        if not record:
+            continue
+        rates = ", ".join(f"{k} {v:.0f} img/s" for k, v in (record.get("images_per_s") or {}).items())
+        source = record.get("source", "")
+        lines.append(f"- {label}: {record.get(name)} ({source}{': ' + rates if rates else ''})")
+    return lines
 
 
 def write_report(result: Any, panels: Mapping[str, CalibrationReport], out_dir: Path) -> list[Path]:

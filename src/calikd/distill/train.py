@@ -27,6 +27,8 @@ from calikd.distill.teacher import DistillTeacher, load_teacher, teacher_report
 from calikd.engine.config import build_optimization
 from calikd.engine.distributed import Distributed, sync_batch_norm
 from calikd.engine.evaluate import predict_logits
+from calikd.engine.frozen import FrozenRunner, prepare_frozen
+from calikd.engine.precision import PrecisionChoice, select_precision
 from calikd.engine.progress import progress_bar
 from calikd.engine.run import (
     CHECKPOINT_FILES,
@@ -36,6 +38,7 @@ from calikd.engine.run import (
     is_better,
     mean_throughput,
     prepare_run_dir,
+    recorded_precision,
     save_epoch_checkpoints,
     seed_epoch,
 )
@@ -44,7 +47,7 @@ from calikd.metrics import calibration_report, summary_metrics
 from calikd.models import create_model, model_info
 from calikd.store import load_state_into, read_checkpoint
 from calikd.utils.config import config_fields, config_to_dict
-from calikd.utils.device import Precision, resolve_precision
+from calikd.utils.device import Precision
 from calikd.utils.seed import derive_seed
 
 RUN_FILES = (*CHECKPOINT_FILES, "report.json", "report.md", "reliability.png")
@@ -218,6 +221,7 @@ def _build_cache(
     logits_dtype: str,
     say: Callable[[str], None],
     runtime: Distributed,
+    runner: FrozenRunner | None = None,
 ) -> TeacherLogitCache | None:
     mode = config.teacher_cache
     if mode == "off" or distiller.uses_features or distiller.teacher is None:
@@ -248,6 +252,7 @@ def _build_cache(
         "teacher_input": described["teacher_input"],
         "low_resolution": described["student_resolution"] if config.teacher_input == "low" else None,
         "precision": precision.name,
+        "teacher_path": runner.name if runner is not None else "eager",
         "device_type": device.type,
         "logits_dtype": logits_dtype,
         "versions": {"calikd": calikd.__version__, "torch": torch.__version__},
@@ -276,6 +281,65 @@ def _build_cache(
     if mode == "disk":
         return TeacherLogitCache.open(config.cache_dir, key, **kwargs)
     return TeacherLogitCache(key, **kwargs)
+
+
+def _choose_precision(
+    config: DistillConfig,
+    info: Any,
+    student_example: torch.Tensor,
+    train_size: int,
+    device: torch.device,
+    runtime: Distributed,
+    out_dir: Path,
+) -> PrecisionChoice:
+    """``--precision`` for this run, measured on a throwaway student of the same architecture."""
+    with torch.random.fork_rng(devices=[]):
+        probe_student = create_model(
+            config.student,
+            num_classes=info.num_classes,
+            in_channels=info.in_channels,
+            **config.student_kwargs,
+        )
+    local_batch = config.batch_size // runtime.world_size
+    return select_precision(
+        config.precision,
+        device,
+        probe_student,
+        input_shape=tuple(student_example.shape[1:]),
+        num_classes=info.num_classes,
+        batch_size=local_batch,
+        total_steps=config.epochs * (train_size // config.batch_size),
+        model_key={"name": config.student, "kwargs": dict(config.student_kwargs)},
+        resumed=recorded_precision(out_dir) if config.resume else None,
+        runtime=runtime,
+    )
+
+
+def _prepare_teacher(
+    config: DistillConfig,
+    teacher: DistillTeacher,
+    data: DatasetSplits,
+    inputs: DistillInputs,
+    loader: BatchLoader,
+    precision: Precision,
+    device: torch.device,
+    runtime: Distributed,
+) -> FrozenRunner:
+    """The teacher's forward path for this run (it runs once per batch, or in epoch 1 only when cached)."""
+    cached = config.teacher_cache != "off" and not inputs.random_teacher_input
+    views = 3 if config.kd_augment == "augmix" and config.augmix_js else 1
+    batches = len(loader) * views * (1 if cached else config.epochs)
+    example = inputs.teacher_eval(data.train.images[: loader.local_batch_size])
+    return prepare_frozen(
+        teacher.model,
+        example,
+        precision=precision,
+        device=device,
+        requested=config.teacher_path,
+        batches=batches,
+        model_key=teacher.meta.get("model", {}),
+        runtime=runtime,
+    )
 
 
 def distill_one_epoch(
@@ -408,7 +472,6 @@ def distill(
     config.validate()
     method_options = config.method_options_resolved()
     device = runtime.device(config.device)
-    precision = resolve_precision(config.precision, device)
     model_info(config.student)
     needs_teacher = distiller_class(config.method).needs_teacher
     if runtime.enabled and distiller_class(config.method).needs_index:
@@ -437,6 +500,14 @@ def distill(
         teacher_input=config.teacher_input,
     )
     full_eval = inputs.normalizer
+    out_dir = Path(
+        config.out or config.default_out(info.name, teacher_meta["model"]["name"] if teacher_meta else None)
+    )
+    example = data.train.images[:2]
+    student_example, teacher_example = inputs.student_eval(example), inputs.teacher_eval(example)
+    choice = _choose_precision(config, info, student_example, len(data.train), device, runtime, out_dir)
+    precision = choice.precision
+    say(choice.line())
 
     teacher: DistillTeacher | None = None
     if config.teacher and needs_teacher:
@@ -482,8 +553,6 @@ def distill(
     student = create_model(
         config.student, num_classes=info.num_classes, in_channels=info.in_channels, **config.student_kwargs
     )
-    example = data.train.images[:2]
-    student_example, teacher_example = inputs.student_eval(example), inputs.teacher_eval(example)
     input_size = tuple(student_example.shape[-2:])
     distiller = create_distiller(
         config.method,
@@ -507,9 +576,6 @@ def distill(
         student(student_example[:2].to(device))
         student.train(was_training)
 
-    out_dir = Path(
-        config.out or config.default_out(info.name, teacher_meta["model"]["name"] if teacher_meta else None)
-    )
     loader = BatchLoader(
         data.train,
         config.batch_size,
@@ -525,10 +591,17 @@ def distill(
         raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(data.train)} training samples")
     optimizer, scheduler = build_optimization(distiller, config, len(loader))
     cache = None
+    runner: FrozenRunner | None = None
     if teacher is not None:
+        if not distiller.uses_features:
+            runner = _prepare_teacher(config, teacher, data, inputs, loader, precision, device, runtime)
+            distiller.teacher_runner = runner
+            say(runner.line())
+            for note in runner.notes:
+                say(f"note: {note}")
         dtype = _logits_dtype(teacher.model, teacher_example.to(device), device, precision)
         cache = _build_cache(
-            config, distiller, teacher, data, inputs, loader, precision, device, dtype, say, runtime
+            config, distiller, teacher, data, inputs, loader, precision, device, dtype, say, runtime, runner
         )
     prepare_run_dir(
         out_dir, resume=config.resume, overwrite=config.overwrite, run_files=RUN_FILES, runtime=runtime
@@ -569,7 +642,8 @@ def distill(
             on_step(step)
 
     def meta_for(epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
-        return _student_meta(config, data, inputs, teacher, method_options, epoch, metrics, input_size)
+        meta = _student_meta(config, data, inputs, teacher, method_options, epoch, metrics, input_size)
+        return {**meta, "precision": choice.describe()}
 
     wall_start = time.perf_counter()
     for epoch in range(start_epoch, config.epochs + 1):
@@ -687,6 +761,8 @@ def distill(
             "method": config.method,
             "method_options": method_options,
             "config": config_to_dict(config),
+            "precision": choice.describe(),
+            **({"teacher_path": runner.describe()} if runner is not None else {}),
             **({"world_size": runtime.world_size} if runtime.enabled else {}),
         },
     )

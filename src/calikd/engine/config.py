@@ -11,7 +11,7 @@ from torch import nn
 from calikd.engine.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
 from calikd.errors import ConfigError
 from calikd.utils.config import option
-from calikd.utils.device import DEVICE_CHOICES, PRECISION_CHOICES
+from calikd.utils.device import DEVICE_CHOICES, PRECISION_CHOICES, PRECISION_HELP
 
 
 @dataclass
@@ -38,9 +38,7 @@ class TrainingConfig:
     augment: bool = option(True, "random crop (+ flip where the dataset allows) during training")
     crop_padding: int | None = option(None, "random-crop padding in pixels (default: per dataset)", min=0)
     hflip: bool | None = option(None, "horizontal flips (default: per dataset; off for digits)")
-    precision: str = option(
-        "auto", "auto = bf16 autocast + channels_last where fast, else fp32", choices=PRECISION_CHOICES
-    )
+    precision: str = option("auto", PRECISION_HELP, choices=PRECISION_CHOICES)
     device: str = option("auto", "auto = CUDA when available, else CPU", choices=DEVICE_CHOICES)
     sync_bn: bool = option(False, "under torchrun on CUDA: synchronise batch-norm statistics across GPUs")
     seed: int = option(0, "seed of initialisation, shuffling and augmentation", min=0)

@@ -141,6 +141,14 @@ class Distributed:
         dist.all_reduce(high, op=dist.ReduceOp.MAX)
         return bool(low.item() == high.item())
 
+    def broadcast_int(self, value: int) -> int:
+        """Rank 0's ``value`` on every rank (e.g. a choice only rank 0 measured)."""
+        if not self.enabled:
+            return int(value)
+        out = torch.tensor([int(value)], dtype=torch.int64, device=self._comm_device())
+        dist.broadcast(out, src=0)
+        return int(out.item())
+
     # ---------------------------------------------------------------- models
     def wrap(self, module: nn.Module, device: torch.device, *, ignore_prefix: str | None = None) -> nn.Module:
         """``module`` under :class:`~torch.nn.parallel.DistributedDataParallel` (itself for one process).

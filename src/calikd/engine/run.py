@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from calikd.engine.distributed import Distributed
-from calikd.errors import ConfigError
-from calikd.store import save_checkpoint
+from calikd.errors import CalikdError, ConfigError
+from calikd.store import read_checkpoint, save_checkpoint
 from calikd.utils.io import check_writable_dir
 from calikd.utils.seed import derive_seed, make_generator
 
@@ -82,6 +82,16 @@ def save_epoch_checkpoints(
         state = {**train_state, "world_size": runtime.world_size}
         save_checkpoint(out_dir / "last", model, meta, train_state=state)
     runtime.barrier()
+
+
+def recorded_precision(out_dir: Path) -> str | None:
+    """The precision path the run in ``out_dir`` trained on (from its ``last`` checkpoint), if recorded;
+    a missing or damaged checkpoint gives None here and its own error where the resume reads it."""
+    try:
+        chosen = read_checkpoint(out_dir / "last").meta.get("precision", {}).get("chosen")
+    except (CalikdError, OSError, AttributeError):
+        return None
+    return chosen if isinstance(chosen, str) else None
 
 
 def check_resumable(

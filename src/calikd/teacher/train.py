@@ -26,6 +26,7 @@ from calikd.data import (
 from calikd.engine.config import build_optimization
 from calikd.engine.distributed import Distributed, sync_batch_norm
 from calikd.engine.evaluate import predict_logits
+from calikd.engine.precision import select_precision
 from calikd.engine.progress import progress_bar
 from calikd.engine.run import (
     CHECKPOINT_FILES,
@@ -35,6 +36,7 @@ from calikd.engine.run import (
     is_better,
     mean_throughput,
     prepare_run_dir,
+    recorded_precision,
     save_epoch_checkpoints,
     seed_epoch,
 )
@@ -44,7 +46,7 @@ from calikd.models import create_model, model_info
 from calikd.store import load_state_into, read_checkpoint
 from calikd.teacher.config import TeacherConfig
 from calikd.utils.config import config_to_dict
-from calikd.utils.device import Precision, resolve_precision
+from calikd.utils.device import Precision
 from calikd.utils.io import atomic_write_json
 from calikd.utils.seed import derive_seed
 
@@ -185,7 +187,6 @@ def train_teacher(
     runtime = Distributed.current()
     say = (log or (lambda _msg: None)) if runtime.is_main else (lambda _msg: None)
     device = runtime.device(config.device)
-    precision = resolve_precision(config.precision, device)
     model_info(config.model)  # an unknown model name fails before any data is read
     if data is None:
         data = load_dataset(
@@ -201,12 +202,26 @@ def train_teacher(
     model = create_model(
         config.model, num_classes=info.num_classes, in_channels=info.in_channels, **config.model_kwargs
     )
+    out_dir = Path(config.out or config.default_out())
+    choice = select_precision(
+        config.precision,
+        device,
+        model,
+        input_shape=(info.in_channels, *info.image_size),
+        num_classes=info.num_classes,
+        batch_size=config.batch_size // runtime.world_size,
+        total_steps=config.epochs * (len(data.train) // config.batch_size),
+        model_key={"name": config.model, "kwargs": dict(config.model_kwargs)},
+        resumed=recorded_precision(out_dir) if config.resume else None,
+        runtime=runtime,
+    )
+    precision = choice.precision
+    say(choice.line())
     model = sync_batch_norm(model, config.sync_bn, runtime, device)
     model.to(device)
     if precision.channels_last:
         model.to(memory_format=torch.channels_last)
 
-    out_dir = Path(config.out or config.default_out())
     loader = BatchLoader(
         data.train,
         config.batch_size,
@@ -305,6 +320,7 @@ def train_teacher(
             val = {"accuracy": train_stats["accuracy"], "nll": train_stats["loss"], "ece": float("nan")}
         history.append(record)
         meta = checkpoint_meta(config, data, epoch, {f"val_{k}": v for k, v in val.items()})
+        meta["precision"] = choice.describe()
         is_best = is_better(val, best)
         if is_best:
             best, best_epoch = val, epoch
@@ -341,7 +357,10 @@ def train_teacher(
         train_images_per_s=throughput,
         precision=precision.name,
         device=str(device),
-        extra={"world_size": runtime.world_size} if runtime.enabled else {},
+        extra={
+            "precision": choice.describe(),
+            **({"world_size": runtime.world_size} if runtime.enabled else {}),
+        },
     )
     if runtime.is_main:
         atomic_write_json(out_dir / "summary.json", result.to_dict())

@@ -1,0 +1,104 @@
+"""Speed measurements remembered per machine, so later runs skip the probe.
+
+One JSON file, ``$XDG_CACHE_HOME/calikd/speed-probes.json`` (default ``~/.cache/calikd``), or the file
+``$CALIKD_PROBE_CACHE`` names; ``CALIKD_PROBE_CACHE=off`` neither reads nor writes one. An entry is keyed by
+what the measurement depends on: the machine (CPU model, cores, torch threads, GPU), the torch version,
+the model, the input shape and batch size. A damaged or unwritable file is ignored: the probe then runs again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from calikd.data.locate import cache_root
+from calikd.utils.io import atomic_write_json
+
+FILE_NAME = "speed-probes.json"
+VERSION = 1
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), for keys and for every printed speed figure."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_key(device: torch.device) -> dict[str, Any]:
+    """What a timing on ``device`` depends on besides the model and its input."""
+    key: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": device.type,
+    }
+    if device.type == "cuda":
+        key["gpu"] = torch.cuda.get_device_name(device)
+    return key
+
+
+def cache_file() -> Path | None:
+    """Where probes are remembered (None when ``CALIKD_PROBE_CACHE=off``)."""
+    value = os.environ.get("CALIKD_PROBE_CACHE", "").strip()
+    if value.lower() in ("off", "0", "none"):
+        return None
+    return Path(value).expanduser() if value else cache_root() / FILE_NAME
+
+
+def _digest(kind: str, key: dict[str, Any]) -> str:
+    text = json.dumps({"kind": kind, "key": key}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if (
+        not isinstance(data, dict)
+        or data.get("version") != VERSION
+        or not isinstance(data.get("entries"), dict)
+    ):
+        return {}
+    return data["entries"]
+
+
+def lookup(kind: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored measurement of ``kind`` for ``key``, or None."""
+    path = cache_file()
+    if path is None:
+        return None
+    entry = _read(path).get(_digest(kind, key))
+    if isinstance(entry, dict) and isinstance(entry.get("value"), dict):
+        return entry["value"]
+    return None
+
+
+def remember(kind: str, key: dict[str, Any], value: dict[str, Any]) -> None:
+    """Store ``value`` for ``key`` (best effort: an unwritable cache only means probing again next time)."""
+    path = cache_file()
+    if path is None:
+        return
+    entries = _read(path)
+    entries[_digest(kind, key)] = {"kind": kind, "key": key, "value": value}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"version": VERSION, "entries": entries})
+    except (OSError, ValueError):
+        pass
