@@ -1,64 +1,68 @@
 """Throughput of calikd's distillation loop against a plain reference loop, measured in one run.
 
-    .venv/bin/python benchmarks/distill_speed.py [--teacher runs/bench15/resnet20/last] [--samples 7680]
+    .venv/bin/python benchmarks/distill_speed.py [--teacher-model resnet20] [--student cnn] [--samples 7680]
 
-Same teacher/student pair (ResNet-20 -> cnn by default), same Fashion-MNIST images, same batched crop/flip:
-- ``reference``: the loop of RepDistiller/mdistiller: fp32, teacher forward under ``no_grad`` every step,
-  ``F.kl_div`` KD loss (CE 0.1 + KD 0.9, T = 4), SGD;
-- ``calikd``: :func:`calikd.distill.distill_one_epoch` with ``--precision auto`` (bf16 autocast +
-  channels_last where the CPU has AMX), teacher under ``inference_mode`` every step;
+Same teacher/student pair (ResNet-20 -> cnn by default, random weights: speed does not depend on them), same
+Fashion-MNIST images, same batched crop/flip, batch 128:
+- ``reference``: the loop of RepDistiller/mdistiller, written the usual way: fp32, teacher forward under
+  ``no_grad`` every step, ``F.kl_div`` KD loss (CE 0.1 + KD 0.9, T = 4), SGD; in its own process with the
+  default allocator and OpenMP settings (``CALIKD_TUNE_PROCESS=0``);
+- ``calikd``: :func:`calikd.distill.distill_one_epoch` with ``--precision auto`` (measured here) and the
+  teacher's forward path chosen by measurement (``--teacher-path auto``, for a run of ``--run-epochs``
+  epochs of the full training split), in a process set up as ``calikd`` sets itself up;
 - ``calikd+cache``: the same with the teacher's logits read from a filled per-epoch cache;
 - ``student-only``: the same loop with the ``ce`` method (no teacher).
-Configurations are timed in ``--rounds`` interleaved rounds; the best round counts (robust to other processes
-on the CPU) and ratios are taken against the reference of the same run.
+Loops run in ``--rounds`` interleaved rounds (each process waits while the other works); the best round
+counts and ratios are taken against the reference of the same run. Kernel (system) time per 1,000 images is
+printed next to img/s: it shows the allocator's page faults.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
-from calikd.augment import AugmentConfig
-from calikd.data import ArrayDataset, BatchLoader, build_train_transform, load_dataset
-from calikd.distill import create_distiller, distill_one_epoch
-from calikd.distill.cache import TeacherLogitCache
-from calikd.distill.inputs import DistillInputs
-from calikd.engine.optim import build_optimizer, build_scheduler
-from calikd.models import create_model
-from calikd.store import load_model
-from calikd.utils.device import resolve_precision
-from calikd.utils.seed import make_generator
-
 BATCH = 128
+USER_OMP = os.environ.get("OMP_WAIT_POLICY")  # before calikd (imported later) sets it
 
 
-def build_teacher(path: str | None) -> torch.nn.Module:
-    if path and Path(f"{path}.safetensors").exists():
-        return load_model(path)[0]
+def _setup(args: argparse.Namespace):
+    import torch
+
+    from calikd.data import ArrayDataset, load_dataset
+    from calikd.models import create_model
+
+    splits = load_dataset("fashion-mnist")
+    n = min(args.samples, len(splits.train))
+    data = ArrayDataset(splits.train.images[:n], splits.train.labels[:n])
     torch.manual_seed(0)
-    return create_model("resnet20", 10, 1).eval()  # speed does not depend on the weights
+    teacher = create_model(args.teacher_model, 10, 1).eval().requires_grad_(False)
+    return torch, splits, data, teacher
 
 
-def reference_epoch(teacher: torch.nn.Module, data: ArrayDataset, info) -> Callable[[], int]:
-    """One epoch of the reference loop; returns the number of images processed."""
+def reference_worker(args: argparse.Namespace) -> None:
+    """The plain loop, in a process calikd did not tune."""
+    torch, splits, data, teacher = _setup(args)
+    import torch.nn.functional as F
+    from interleave import serve
+
+    from calikd._startup import tune_process
+    from calikd.data import BatchLoader, build_train_transform
+    from calikd.models import create_model
+    from calikd.utils.seed import make_generator
+
     torch.manual_seed(1)
-    student = create_model("cnn", 10, 1)
+    student = create_model(args.student, 10, 1)
     optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    transform = build_train_transform(info)
+    transform = build_train_transform(splits.info)
     loader = BatchLoader(data, BATCH, shuffle=True, seed=0, drop_last=True)
     t = 4.0
 
     def run() -> int:
         student.train()
-        teacher.eval()
         gen = make_generator(0)
         seen = 0
         for images, labels in loader:
@@ -74,104 +78,165 @@ def reference_epoch(teacher: torch.nn.Module, data: ArrayDataset, info) -> Calla
             seen += len(labels)
         return seen
 
-    return run
+    serve({"reference": run}, {**tune_process(), "omp_env": os.environ.get("OMP_WAIT_POLICY")})
 
 
-def calikd_epoch(
-    teacher: torch.nn.Module, data: ArrayDataset, info, method: str, cache_dir: Path | None
-) -> Callable[[], int]:
-    """One epoch of calikd's loop (``cache_dir``: read the teacher's logits from a filled cache there)."""
+def calikd_worker(args: argparse.Namespace) -> None:
+    """calikd's loop with its measured paths, with and without the cache, and the student alone."""
+    torch, splits, data, teacher = _setup(args)
+    from interleave import serve
+
+    from calikd._startup import tune_process
+    from calikd.augment import AugmentConfig
+    from calikd.data import BatchLoader
+    from calikd.distill import create_distiller, distill_one_epoch
+    from calikd.distill.cache import TeacherLogitCache
+    from calikd.distill.inputs import DistillInputs
+    from calikd.engine.frozen import prepare_frozen
+    from calikd.engine.optim import build_optimizer, build_scheduler
+    from calikd.engine.precision import select_precision
+    from calikd.models import create_model
+    from calikd.utils.seed import make_generator
+
     device = torch.device("cpu")
-    precision = resolve_precision("auto", device)
-    torch.manual_seed(1)
-    student = create_model("cnn", 10, 1)
-    inputs = DistillInputs(info, kd_augment=AugmentConfig())
-    distiller = create_distiller(method, student, teacher)
+    inputs = DistillInputs(splits.info, kd_augment=AugmentConfig())
+    full_batches = args.run_epochs * (len(splits.train) // BATCH)
+    choice = select_precision(
+        "auto",
+        device,
+        create_model(args.student, 10, 1),
+        input_shape=(1, 28, 28),
+        num_classes=10,
+        batch_size=BATCH,
+        total_steps=full_batches,
+        model_key={"name": args.student, "kwargs": {}},
+    )
+    precision = choice.precision
     if precision.channels_last:
-        distiller.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(distiller, "sgd", lr=0.05)
-    loader = BatchLoader(data, BATCH, shuffle=True, seed=0, drop_last=True, with_indices=True)
-    scheduler = build_scheduler(optimizer, "constant", epochs=1000, steps_per_epoch=len(loader))
-    cache = None
-    if cache_dir is not None:
-        key = {
-            "benchmark": "distill_speed",
-            "logits_dtype": "bfloat16" if precision.autocast_dtype else "float32",
-        }
-        cache = TeacherLogitCache.open(
-            cache_dir,
-            key,
-            static=False,
-            num_samples=len(data),
-            num_classes=10,
-            rows_per_epoch=len(loader) * BATCH,
-        )
+        teacher.to(memory_format=torch.channels_last)
+    example = inputs.teacher_eval(data.images[:BATCH])
+    runner = prepare_frozen(
+        teacher,
+        example,
+        precision=precision,
+        device=device,
+        batches=full_batches,
+        model_key={"name": args.teacher_model, "kwargs": {}},
+    )
+    tmp = tempfile.mkdtemp(prefix="calikd-bench-")
 
-    def run() -> int:
-        if cache is not None:
-            cache.start_epoch(1)
-        loader.set_epoch(1)
-        stats = distill_one_epoch(
-            distiller,
-            loader,
-            inputs,
-            optimizer,
-            scheduler,
-            generator=make_generator(0),
-            device=device,
-            precision=precision,
-            cache=cache,
-            show_progress=False,
-        )
-        if cache is not None:
-            cache.end_epoch()
-        return round(stats["images_per_s"] * stats["seconds"])
+    def make(method: str, cached: bool):
+        torch.manual_seed(1)
+        student = create_model(args.student, 10, 1)
+        distiller = create_distiller(method, student, teacher)
+        distiller.teacher_runner = runner
+        if precision.channels_last:
+            distiller.to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(distiller, "sgd", lr=0.05)
+        loader = BatchLoader(data, BATCH, shuffle=True, seed=0, drop_last=True, with_indices=True)
+        scheduler = build_scheduler(optimizer, "constant", epochs=1000, steps_per_epoch=len(loader))
+        cache = None
+        if cached:
+            cache = TeacherLogitCache.open(
+                Path(tmp),
+                {"benchmark": "distill_speed", "path": runner.name, "precision": precision.name},
+                static=False,
+                num_samples=len(data),
+                num_classes=10,
+                rows_per_epoch=len(loader) * BATCH,
+            )
 
-    if cache is not None:
-        run()  # fills the cache: later rounds read it
-    return run
+        def run() -> int:
+            if cache is not None:
+                cache.start_epoch(1)
+            loader.set_epoch(1)
+            stats = distill_one_epoch(
+                distiller,
+                loader,
+                inputs,
+                optimizer,
+                scheduler,
+                generator=make_generator(0),
+                device=device,
+                precision=precision,
+                cache=cache,
+                show_progress=False,
+            )
+            if cache is not None:
+                cache.end_epoch()
+            return round(stats["images_per_s"] * stats["seconds"])
+
+        if cache is not None:
+            run()  # fills the cache: later rounds read it
+        return run
+
+    loops = {"calikd": make("kd", False), "calikd+cache": make("kd", True), "student-only": make("ce", False)}
+    info = {**tune_process(), "precision": choice.line(), "teacher": runner.line()}
+    serve(loops, info)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--teacher", default="runs/bench15/resnet20/last", help="teacher checkpoint stem")
+    parser.add_argument("--teacher-model", default="resnet20")
+    parser.add_argument("--student", default="cnn")
     parser.add_argument("--samples", type=int, default=7680, help="training images per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--run-epochs", type=int, default=30, help="run length the calikd paths are chosen for"
+    )
+    parser.add_argument("--worker", choices=("reference", "calikd"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="also write the results as JSON here")
     args = parser.parse_args()
-    splits = load_dataset("fashion-mnist")
-    n = min(args.samples, len(splits.train))
-    data = ArrayDataset(splits.train.images[:n], splits.train.labels[:n])
-    teacher = build_teacher(args.teacher)
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = {
-            "reference": reference_epoch(teacher, data, splits.info),
-            "calikd": calikd_epoch(teacher, data, splits.info, "kd", None),
-            "calikd+cache": calikd_epoch(teacher, data, splits.info, "kd", Path(tmp)),
-            "student-only": calikd_epoch(teacher, data, splits.info, "ce", None),
-        }
-        rates: dict[str, list[float]] = {name: [] for name in runs}
-        for _ in range(args.rounds):
-            for name, run in runs.items():
-                start = time.perf_counter()
-                seen = run()
-                rates[name].append(seen / (time.perf_counter() - start))
-    best = {name: max(r) for name, r in rates.items()}
-    ref = best["reference"]
+    if args.worker == "reference":
+        return reference_worker(args)
+    if args.worker == "calikd":
+        return calikd_worker(args)
+
+    from interleave import Worker, best_rate, run_rounds
+
+    from calikd.engine.probe_cache import cpu_model
+
+    script = str(Path(__file__).resolve())
+    common = [
+        "--teacher-model", args.teacher_model, "--student", args.student,
+        "--samples", str(args.samples), "--run-epochs", str(args.run_epochs),
+    ]  # fmt: skip
+    user_env = {"OMP_WAIT_POLICY": USER_OMP}  # the reference runs as the user's shell would run it
+    workers = [
+        Worker(
+            "reference",
+            [script, *common, "--worker", "reference"],
+            {"CALIKD_TUNE_PROCESS": "0", **user_env},
+            ["reference"],
+        ),
+        Worker(
+            "calikd", [script, *common, "--worker", "calikd"], {}, ["calikd", "calikd+cache", "student-only"]
+        ),
+    ]
+    results = run_rounds(workers, args.rounds)
+    import torch
+
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    for worker in workers:
+        print(f"{worker.name} process: {json.dumps(worker.info)}")
     print(
-        f"threads {torch.get_num_threads()}, {n} images per round, batch {BATCH}, "
-        f"best of {args.rounds} rounds"
+        f"{args.teacher_model} -> {args.student}, {args.samples} images per round, batch {BATCH}, "
+        f"best of {args.rounds}"
     )
-    print(f"{'loop':<14}{'img/s':>10}{'median':>10}{'x reference':>13}{'x student-only':>16}")
-    for name, value in best.items():
-        print(
-            f"{name:<14}{value:>10.0f}{statistics.median(rates[name]):>10.0f}{value / ref:>13.2f}"
-            f"{value / best['student-only']:>16.2f}"
-        )
+    best = {name: best_rate(passes) for name, passes in results.items()}
+    ref, alone = best["reference"][0], best["student-only"][0]
+    print(f"{'loop':<14}{'img/s':>9}{'sys s/1k img':>14}{'x reference':>13}{'x student-only':>16}")
+    for name, (rate, sys_s) in best.items():
+        print(f"{name:<14}{rate:>9.0f}{sys_s:>14.3f}{rate / ref:>13.2f}{rate / alone:>16.2f}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"rates": rates, "best": best}, indent=2))
+        Path(args.out).write_text(
+            json.dumps(
+                {"cpu": cpu_model(), "workers": {w.name: w.info for w in workers}, "passes": results},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

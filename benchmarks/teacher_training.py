@@ -1,28 +1,27 @@
-"""Teacher-training benchmark on Fashion-MNIST: fp32 vs the fast path, and accuracy of three teachers.
+"""Teacher-training benchmark on Fashion-MNIST: calikd's ``--precision auto`` against plain fp32 in a process
+calikd did not tune, and accuracy of three teachers.
 
-Throughput is measured for both precisions in this one run and reported as a ratio (timings vary run to run
-by +-25% on shared CPUs, so only in-run ratios are meaningful). Usage::
+Throughput is measured in this one run, in interleaved rounds, and reported as ratios (timings vary run to
+run by +-25% on shared CPUs, so only in-run ratios are meaningful):
+- ``fp32 untuned``: fp32 training in a process with the default allocator and OpenMP settings
+  (``CALIKD_TUNE_PROCESS=0``), which is what ``auto`` gave on a CPU without bf16 units before it measured;
+- ``fp32``: the same in a process set up as calikd sets itself up (allocator, OpenMP wait policy);
+- ``auto``: the path ``--precision auto`` measures and picks for a 30-epoch run (printed with its probe).
+Usage::
 
     python benchmarks/teacher_training.py                    # throughput + accuracy runs (~40 min on 2 cores)
-    python benchmarks/teacher_training.py --skip-accuracy    # throughput only (~2 min)
+    python benchmarks/teacher_training.py --skip-accuracy    # throughput only (~3 min)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
+import os
 from pathlib import Path
 
-import torch
-
-from calikd.data import ArrayDataset, BatchLoader, build_train_transform, load_dataset
-from calikd.engine import build_optimizer, build_scheduler
-from calikd.models import create_model
-from calikd.teacher import TeacherConfig, train_one_epoch, train_teacher
-from calikd.utils.device import resolve_precision
-from calikd.utils.seed import make_generator
-
+THROUGHPUT_MODELS = ("resnet20", "cnn", "wrn_16_2", "mlp")
+SUBSET = 5120
 RECIPES = {
     "resnet20": {"epochs": 30, "lr": 0.1},
     "cnn": {"epochs": 12, "lr": 0.1},
@@ -30,34 +29,119 @@ RECIPES = {
 }
 
 
-def throughput(model_name: str, precision_name: str, data: ArrayDataset, *, info, repeats: int = 2) -> float:
-    """Training img/s of ``model_name`` over ``data`` (best of ``repeats`` passes after one warm-up pass)."""
+def worker(args: argparse.Namespace) -> None:
+    """Serve one pass of training per request: ``MODEL:PATH`` with PATH fp32 or auto."""
+    import torch
+    from interleave import serve
+
+    from calikd._startup import tune_process
+    from calikd.data import ArrayDataset, BatchLoader, build_train_transform, load_dataset
+    from calikd.engine import build_optimizer, build_scheduler
+    from calikd.engine.precision import select_precision
+    from calikd.models import create_model
+    from calikd.teacher import train_one_epoch
+    from calikd.utils.device import resolve_precision
+    from calikd.utils.seed import make_generator
+
+    splits = load_dataset("fashion-mnist")
+    data = ArrayDataset(splits.train.images[:SUBSET], splits.train.labels[:SUBSET])
     device = torch.device("cpu")
-    precision = resolve_precision(precision_name, device)
-    torch.manual_seed(0)
-    model = create_model(model_name, num_classes=info.num_classes, in_channels=info.in_channels)
-    if precision.channels_last:
-        model.to(memory_format=torch.channels_last)
-    loader = BatchLoader(data, 128, shuffle=True, drop_last=True)
-    optimizer = build_optimizer(model, "sgd", lr=0.05)
-    scheduler = build_scheduler(optimizer, "constant", epochs=1, steps_per_epoch=len(loader))
-    transform = build_train_transform(info)
-    rates = []
-    for i in range(repeats + 1):
-        start = time.perf_counter()
-        train_one_epoch(
-            model,
-            loader,
-            transform,
-            optimizer,
-            scheduler,
-            generator=make_generator(i),
-            device=device,
-            precision=precision,
-            show_progress=False,
+    info: dict[str, object] = dict(tune_process())
+
+    def loop(model_name: str, path: str):
+        torch.manual_seed(0)
+        model = create_model(model_name, num_classes=10, in_channels=1)
+        if path == "auto":
+            choice = select_precision(
+                "auto",
+                device,
+                model,
+                input_shape=(1, 28, 28),
+                num_classes=10,
+                batch_size=128,
+                total_steps=30 * (len(splits.train) // 128),
+                model_key={"name": model_name, "kwargs": {}},
+            )
+            precision = choice.precision
+            info[model_name] = choice.line()
+        else:
+            precision = resolve_precision(path, device)
+        if precision.channels_last:
+            model.to(memory_format=torch.channels_last)
+        loader = BatchLoader(data, 128, shuffle=True, drop_last=True)
+        optimizer = build_optimizer(model, "sgd", lr=0.05)
+        scheduler = build_scheduler(optimizer, "constant", epochs=1, steps_per_epoch=len(loader))
+        transform = build_train_transform(splits.info)
+
+        def run() -> int:
+            train_one_epoch(
+                model,
+                loader,
+                transform,
+                optimizer,
+                scheduler,
+                generator=make_generator(0),
+                device=device,
+                precision=precision,
+                show_progress=False,
+            )
+            return len(loader) * 128
+
+        run()  # warm-up pass
+        return run
+
+    paths = ("fp32",) if args.worker == "untuned" else ("fp32", "auto")
+    loops = {f"{m}:{p}": loop(m, p) for m in args.throughput_models for p in paths}
+    serve(loops, info)
+
+
+def measure_throughput(args: argparse.Namespace) -> dict:
+    from interleave import Worker, best_rate, run_rounds
+
+    script = str(Path(__file__).resolve())
+    common = [script, "--throughput-models", *args.throughput_models]
+    user_env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")}
+    models = args.throughput_models
+    workers = [
+        Worker(
+            "untuned",
+            [*common, "--worker", "untuned"],
+            {"CALIKD_TUNE_PROCESS": "0", **user_env},
+            [f"{m}:fp32" for m in models],
+        ),
+        Worker(
+            "calikd",
+            [*common, "--worker", "calikd"],
+            {},
+            [f"{m}:{p}" for m in models for p in ("fp32", "auto")],
+        ),
+    ]
+    results = run_rounds(workers, args.rounds)
+    from calikd.engine.probe_cache import cpu_model
+
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores")
+    for w in workers:
+        print(f"{w.name} process: {json.dumps(w.info)}")
+    print(
+        f"training throughput, batch 128, {SUBSET} images per pass, best of {args.rounds} interleaved rounds"
+    )
+    print(
+        f"{'model':<10}{'fp32 untuned':>14}{'fp32':>9}{'auto':>9}{'auto x untuned':>16}"
+        f"{'sys s/1k (untuned, auto)':>27}"
+    )
+    table = {}
+    for m in models:
+        (base, base_sys), (fp32, _), (auto, auto_sys) = (
+            best_rate(results[f"{m}:fp32"][: args.rounds]),
+            best_rate(results[f"{m}:fp32"][args.rounds :]),
+            best_rate(results[f"{m}:auto"]),
         )
-        rates.append(len(loader) * 128 / (time.perf_counter() - start))
-    return max(rates[1:])
+        table[m] = {"fp32_untuned": base, "fp32": fp32, "auto": auto, "ratio": auto / base}
+        print(
+            f"{m:<10}{base:>14.0f}{fp32:>9.0f}{auto:>9.0f}{auto / base:>16.2f}"
+            f"{base_sys:>14.3f}{auto_sys:>13.3f}"
+        )
+    return {"cpu": cpu_model(), "workers": {w.name: w.info for w in workers}, "models": table}
 
 
 def main() -> None:
@@ -69,22 +153,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="override the epochs of every accuracy run")
     parser.add_argument("--skip-throughput", action="store_true", help="only run the accuracy runs")
     parser.add_argument("--out", default="runs/bench", help="folder for checkpoints and the JSON result")
+    parser.add_argument("--throughput-models", nargs="*", default=list(THROUGHPUT_MODELS))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--worker", choices=("untuned", "calikd"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        return worker(args)
 
-    splits = load_dataset("fashion-mnist")
-    subset = ArrayDataset(splits.train.images[:5120], splits.train.labels[:5120])
     result: dict = {"throughput": {}, "accuracy": {}}
-    print("training throughput on Fashion-MNIST, batch 128, img/s (best of 2 passes over 5120 images)")
-    for name in () if args.skip_throughput else ("resnet20", "cnn"):
-        fp32 = throughput(name, "fp32", subset, info=splits.info)
-        fast = throughput(name, "auto", subset, info=splits.info)
-        result["throughput"][name] = {"fp32": fp32, "auto": fast, "ratio": fast / fp32}
-        print(
-            f"  {name:<10} fp32 {fp32:7.0f}   auto ({resolve_precision('auto', torch.device('cpu')).name}) "
-            f"{fast:7.0f}   ratio {fast / fp32:.2f}x"
-        )
+    if not args.skip_throughput:
+        result["throughput"] = measure_throughput(args)
 
     if not args.skip_accuracy:
+        from calikd.data import load_dataset
+        from calikd.teacher import TeacherConfig, train_teacher
+
+        splits = load_dataset("fashion-mnist")
         print("\naccuracy runs (precision auto, SGD + Nesterov, cosine schedule, seed 0)")
         for name in args.models:
             recipe = dict(RECIPES.get(name, {"epochs": 15, "lr": 0.05}))

@@ -282,3 +282,67 @@ def test_contradicting_options_are_refused(distill_config, teacher_ckpt: str, tm
         )
     with pytest.raises(ConfigError, match="dataset options"):
         distill(distill_config(teacher_ckpt, tmp_path / "x", dataset_options={"train_size": 100}), log=None)
+
+
+@pytest.mark.parametrize("path", ["channels_last", "compiled"])
+def test_cache_is_bit_identical_to_on_the_fly_under_a_fast_teacher_path(
+    distill_config, teacher_ckpt: str, tmp_path: Path, path: str
+) -> None:
+    from calikd.engine.frozen import can_compile
+
+    if path == "compiled" and not can_compile(torch.device("cpu")):
+        pytest.skip("torch.compile needs a C++ compiler")
+    plain = dict(augment=False, epochs=2, teacher_path=path)
+    off = distill(distill_config(teacher_ckpt, tmp_path / "off", teacher_cache="off", **plain), log=None)
+    cached = distill(
+        distill_config(teacher_ckpt, tmp_path / "mem", teacher_cache="memory", **plain), log=None
+    )
+    assert off.extra["teacher_path"]["path"] == path == cached.extra["teacher_path"]["path"]
+    assert _same(_weights(tmp_path / "off"), _weights(tmp_path / "mem"))
+    eager = distill(
+        distill_config(teacher_ckpt, tmp_path / "eager", teacher_cache="off", augment=False, epochs=2),
+        log=None,
+    )
+    assert eager.extra["teacher_path"]["path"] == "eager"
+    # the fast path's logits are within the tolerance of eager, so training ends close to it
+    for key, value in _weights(tmp_path / "eager").items():
+        if value.is_floating_point():
+            torch.testing.assert_close(_weights(tmp_path / "off")[key], value, rtol=1e-3, atol=1e-3)
+
+
+def test_precision_choice_is_in_summary_report_and_checkpoint(
+    distill_config, teacher_ckpt: str, tmp_path: Path
+) -> None:
+    result = distill(distill_config(teacher_ckpt, tmp_path / "run", precision="auto", epochs=1), log=None)
+    choice = result.extra["precision"]
+    assert choice["requested"] == "auto" and choice["chosen"] == result.precision
+    assert choice["source"] == "static"  # a 9-step run is too short to measure
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["extra"]["precision"]["chosen"] == result.precision
+    assert f"- precision: {result.precision} (static" in (tmp_path / "run" / "report.md").read_text()
+    assert "- teacher path: eager" in (tmp_path / "run" / "report.md").read_text()
+    assert read_checkpoint(tmp_path / "run" / "last").meta["precision"]["chosen"] == result.precision
+
+
+def test_resume_keeps_the_measured_precision(
+    distill_config, teacher_ckpt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import calikd.engine.precision as precision_module
+
+    monkeypatch.setattr(precision_module, "PROBE_MIN_STEPS", 1)
+    monkeypatch.setattr(precision_module, "fast_bf16", lambda _device: False)
+    monkeypatch.setattr(precision_module, "measure", lambda names, timer: {"fp32": 1.0, "fp32-cl": 0.5})
+    common = dict(epochs=2, precision="auto", teacher_cache="off")
+
+    def stop(step: int) -> None:
+        if step == 9 + 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        distill(distill_config(teacher_ckpt, tmp_path / "run", **common), on_step=stop, log=None)
+    assert read_checkpoint(tmp_path / "run" / "last").meta["precision"]["chosen"] == "fp32-cl"
+    monkeypatch.setattr(precision_module, "measure", lambda names, timer: {"fp32": 0.5, "fp32-cl": 1.0})
+    resumed = distill(distill_config(teacher_ckpt, tmp_path / "run", resume=True, **common), log=None)
+    assert (resumed.precision, resumed.extra["precision"]["source"]) == ("fp32-cl", "resumed")
+    fresh = distill(distill_config(teacher_ckpt, tmp_path / "fresh", **common), log=None)
+    assert (fresh.precision, fresh.extra["precision"]["source"]) == ("fp32-cl", "cached")  # remembered
