@@ -44,7 +44,7 @@ def worker(args: argparse.Namespace) -> None:
     from calikd.utils.seed import make_generator
 
     splits = load_dataset("fashion-mnist")
-    data = ArrayDataset(splits.train.images[:SUBSET], splits.train.labels[:SUBSET])
+    data = ArrayDataset(splits.train.images[: args.samples], splits.train.labels[: args.samples])
     device = torch.device("cpu")
     info: dict[str, object] = dict(tune_process())
 
@@ -99,7 +99,7 @@ def measure_throughput(args: argparse.Namespace) -> dict:
     from interleave import Worker, best_rate, run_rounds
 
     script = str(Path(__file__).resolve())
-    common = [script, "--throughput-models", *args.throughput_models]
+    common = [script, "--samples", str(args.samples), "--throughput-models", *args.throughput_models]
     user_env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")}
     models = args.throughput_models
     workers = [
@@ -123,7 +123,8 @@ def measure_throughput(args: argparse.Namespace) -> dict:
     for w in workers:
         print(f"{w.name} process: {json.dumps(w.info)}")
     print(
-        f"training throughput, batch 128, {SUBSET} images per pass, best of {args.rounds} interleaved rounds"
+        f"training throughput, batch 128, {args.samples} images per pass, "
+        f"best of {args.rounds} interleaved rounds"
     )
     print(
         f"{'model':<10}{'fp32 untuned':>14}{'fp32':>9}{'auto':>9}{'auto x untuned':>16}"
@@ -155,6 +156,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench", help="folder for checkpoints and the JSON result")
     parser.add_argument("--throughput-models", nargs="*", default=list(THROUGHPUT_MODELS))
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=SUBSET, help="training images per timed pass")
     parser.add_argument("--worker", choices=("untuned", "calikd"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
