@@ -97,8 +97,9 @@ class Distiller(nn.Module, abc.ABC):
     """Student + frozen teacher + the method's trainable parts; subclasses implement :meth:`compute_losses`.
 
     Class attributes: ``uses_features`` (the method needs intermediate features, so it cannot use cached
-    teacher logits), ``needs_teacher`` (False only for the student-alone baseline) and ``needs_index``
-    (the method needs each sample's dataset index, e.g. CRD's memory bank).
+    teacher logits), ``needs_teacher`` (False for the student-alone baseline and teacher-free methods),
+    ``needs_index`` (the method needs each sample's dataset index, e.g. CRD's memory bank) and ``paper``
+    (the method's source, shown by ``calikd methods``).
 
     ``teacher_calibration`` maps raw teacher logits to calibrated logits (a fitted calibrator's
     ``transform``); it is applied before anything else touches the teacher's output.
@@ -111,6 +112,7 @@ class Distiller(nn.Module, abc.ABC):
     uses_features: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
     needs_index: ClassVar[bool] = False
+    paper: ClassVar[str] = ""
 
     def __init__(
         self,
