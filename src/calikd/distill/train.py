@@ -27,6 +27,7 @@ from calikd.distill.teacher import DistillTeacher, load_teacher, teacher_report
 from calikd.engine.config import build_optimization
 from calikd.engine.distributed import Distributed, sync_batch_norm
 from calikd.engine.evaluate import predict_logits
+from calikd.engine.optim import backward_and_step
 from calikd.engine.progress import progress_bar
 from calikd.engine.run import (
     CHECKPOINT_FILES,
@@ -338,11 +339,7 @@ def distill_one_epoch(
             if not torch.isfinite(loss):
                 parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
                 raise TrainingDivergedError(f"distillation diverged: the loss is not finite ({parts})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            optimizer.step()
+            backward_and_step(optimizer, losses, params, grad_clip)
             scheduler.step()
             n = len(labels)
             for name, value in losses.items():
@@ -415,6 +412,11 @@ def distill(
         raise ConfigError(
             f"method '{config.method}' keeps a memory bank of every training sample, which data-parallel "
             "training does not keep in step across processes yet",
+            hint="run it on one process (without torchrun)",
+        )
+    if runtime.enabled and config.dot:
+        raise ConfigError(
+            "--dot backpropagates twice per step, which data-parallel training does not support yet",
             hint="run it on one process (without torchrun)",
         )
 
@@ -523,7 +525,9 @@ def distill(
     )
     if len(loader) == 0:
         raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(data.train)} training samples")
-    optimizer, scheduler = build_optimization(distiller, config, len(loader))
+    optimizer, scheduler = build_optimization(
+        distiller, config, len(loader), dot_delta=config.dot_delta if config.dot else None
+    )
     cache = None
     if teacher is not None:
         dtype = _logits_dtype(teacher.model, teacher_example.to(device), device, precision)
