@@ -239,3 +239,18 @@ def test_methods_distil_with_the_logit_cache_and_with_mixup(
     assert 0.0 <= cached.student_test_last["accuracy"] <= 1.0
     mixed = distill(distill_config(teacher_ckpt, tmp_path / "m", method=name, kd_augment="mixup", epochs=1))
     assert mixed.history[0]["train_loss_kd"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("augment", ["cutout", "mixup", "cutmix", "augmix", "augmix-js"])
+@pytest.mark.parametrize("name", [*METHODS, "sdd"])
+def test_new_methods_take_every_augmentation(
+    distill_config, teacher_ckpt: str, tmp_path: Path, name: str, augment: str
+) -> None:
+    options = {"kd_augment": augment}
+    if augment == "augmix-js":
+        options = {"kd_augment": "augmix", "augmix_js": True}
+    if name == "mlkd":  # its batch and class terms grow with the batch squared (3 views here), 4 classes
+        options["grad_clip"] = 1.0
+    result = distill(distill_config(teacher_ckpt, tmp_path / "r", method=name, epochs=1, **options), log=None)
+    assert result.history[0]["train_loss_kd"] > 0

@@ -8,7 +8,10 @@ With ``P = softmax(Z / T)`` the ``(B, C)`` predictions of a batch at temperature
     class(T)    = ||P_t^T P_t - P_s^T P_s||_F^2 / C    (C x C) class-correlation matrices
     MLKD        = sum over T in temperatures of instance + batch + class
 
-(the "prediction augmentation" is the set of temperatures, 2..6 in the authors' code).
+(the "prediction augmentation" is the set of temperatures, 2..6 in the authors' code). The batch and class
+terms are not normalised by the batch size, so they grow with its square and, for the class term, with
+fewer classes: the authors' setting is batch 64 and 100 classes. With larger batches (AugMix's three views
+triple it) or few classes, lower ``kd_weight`` or the learning rate, or clip the gradients.
 
 Strong augmentation: the authors feed every image twice, weakly and strongly augmented, and apply the
 losses to both views. calikd leaves augmentation to its KD-augment module, so one batch gets the losses:
