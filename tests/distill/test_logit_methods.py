@@ -38,9 +38,9 @@ def kl(p: list[float], q: list[float]) -> float:
     return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True) if pi > 0)
 
 
-def zscore(z: list[float]) -> list[float]:
+def zscore(z: list[float], unbiased: bool = True) -> list[float]:
     mean = sum(z) / len(z)
-    std = math.sqrt(sum((v - mean) ** 2 for v in z) / len(z))
+    std = math.sqrt(sum((v - mean) ** 2 for v in z) / (len(z) - 1 if unbiased else len(z)))
     return [(v - mean) / (std + 1e-7) for v in z]
 
 
@@ -344,7 +344,7 @@ def test_defaults_follow_the_papers() -> None:
         "ce_weight": 1.0, "kd_weight": 1.0, "alpha": 1.0, "beta": 8.0, "temperature": 4.0,
         "warmup_epochs": None, "standardize": False,
     }  # fmt: skip
-    assert options("ls") == {"ce_weight": 1.0, "kd_weight": 9.0, "temperature": 2.0}
+    assert options("ls") == {"ce_weight": 0.1, "kd_weight": 9.0, "temperature": 2.0, "population_std": False}
     assert options("ttm") == {"ce_weight": 1.0, "kd_weight": 100.0, "temperature": 10.0}
     assert options("wttm") == {"ce_weight": 1.0, "kd_weight": 3.0, "temperature": 10.0}
     assert options("dist") == {

@@ -7,6 +7,11 @@ import argparse
 from calikd.cli.output import format_table
 from calikd.distill import distiller_info, list_distillers
 
+DOT_NOTE = (
+    "--dot [--dot-delta 0.075]: DOT's SGD with separate momenta for the task and distillation gradients "
+    "(Zhao et al., ICCV 2023; megvii-research/mdistiller)"
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -20,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     if args.name:
         info = distiller_info(args.name)
         print(f"{info['name']}: {info['description']}")
+        if info["paper"]:
+            print(f"source: {info['paper']}")
         print(f"uses features: {info['uses_features']}; needs a teacher: {info['needs_teacher']}")
         rows = [[k, repr(v["default"]), v["help"]] for k, v in info["options"].items()]
         print(format_table(["option", "default", "meaning"], rows))
@@ -27,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for name in list_distillers():
         info = distiller_info(name)
-        kind = "features" if info["uses_features"] else ("logits" if info["needs_teacher"] else "baseline")
-        rows.append([name, kind, info["description"]])
-    print(format_table(["method", "uses", "description"], rows))
+        kind = "features" if info["uses_features"] else ("logits" if info["needs_teacher"] else "no teacher")
+        rows.append([name, kind, info["paper"], info["description"]])
+    print(format_table(["method", "uses", "source", "description"], rows))
+    print(f"\nwith any method: {DOT_NOTE}")
     return 0

@@ -97,8 +97,9 @@ class Distiller(nn.Module, abc.ABC):
     """Student + frozen teacher + the method's trainable parts; subclasses implement :meth:`compute_losses`.
 
     Class attributes: ``uses_features`` (the method needs intermediate features, so it cannot use cached
-    teacher logits), ``needs_teacher`` (False only for the student-alone baseline) and ``needs_index``
-    (the method needs each sample's dataset index, e.g. CRD's memory bank).
+    teacher logits), ``needs_teacher`` (False for the student-alone baseline and teacher-free methods),
+    ``needs_index`` (the method needs each sample's dataset index, e.g. CRD's memory bank) and ``paper``
+    (the method's source, shown by ``calikd methods``).
 
     ``teacher_calibration`` maps raw teacher logits to calibrated logits (a fitted calibrator's
     ``transform``); it is applied before anything else touches the teacher's output.
@@ -111,6 +112,9 @@ class Distiller(nn.Module, abc.ABC):
     uses_features: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
     needs_index: ClassVar[bool] = False
+    paper: ClassVar[str] = ""
+    #: what taps the feature layers (a subclass of FeatureHooks may capture other tensors, e.g. inputs)
+    feature_hooks: ClassVar[type[FeatureHooks]] = FeatureHooks
 
     def __init__(
         self,
@@ -172,8 +176,8 @@ class Distiller(nn.Module, abc.ABC):
             )
         s_spec, t_spec = self.feature_layers()
         s_names, t_names = resolve_layers(self.student, s_spec), resolve_layers(self.teacher, t_spec)
-        self._student_hooks = FeatureHooks(self.student, s_names)
-        self._teacher_hooks = FeatureHooks(self.teacher, t_names, detach=True)
+        self._student_hooks = self.feature_hooks(self.student, s_names)
+        self._teacher_hooks = self.feature_hooks(self.teacher, t_names, detach=True)
         self.student_layer_names, self.teacher_layer_names = s_names, t_names
         teacher_input = student_input if teacher_input is None else teacher_input
         was_training = self.student.training

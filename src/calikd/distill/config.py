@@ -91,6 +91,15 @@ class DistillConfig(TrainingConfig, AugmentConfig):
     )
     split_seed: int | None = option(None, "seed of the train/val split (default: the teacher's)", min=0)
     out: str | None = option(None, "output folder (default: runs/students/<dataset>-<teacher>-<student>-...)")
+    dot: bool = option(
+        False,
+        "DOT (Zhao et al. 2023): SGD with separate momenta for the task (CE) and distillation gradients",
+    )
+    dot_delta: float = option(
+        0.075,
+        "DOT: momentum - delta for the task gradient, momentum + delta for the distillation one",
+        min=0.0,
+    )
 
     def validate(self) -> None:
         """Cross-field checks (the method's own options are checked by :meth:`method_config`)."""
@@ -101,6 +110,16 @@ class DistillConfig(TrainingConfig, AugmentConfig):
             raise ConfigError(
                 f"method '{self.method}' needs a teacher: pass --teacher CKPT",
                 hint="train one with `calikd train-teacher`, or use --method ce for the student alone",
+            )
+        if self.dot and self.optimizer != "sgd":
+            raise ConfigError(
+                f"--dot is a variant of SGD; it does not combine with --optimizer {self.optimizer}"
+            )
+        if self.dot and not (self.momentum - self.dot_delta >= 0 and self.momentum + self.dot_delta < 1):
+            raise ConfigError(
+                f"--dot needs 0 <= momentum - dot_delta and momentum + dot_delta < 1; got momentum "
+                f"{self.momentum}, dot_delta {self.dot_delta}",
+                hint="lower --dot-delta (the authors use 0.075 with momentum 0.9)",
             )
         if self.tau_from_calibration and self.tau is not None:
             raise ConfigError("give either --tau or --tau-from-calibration, not both")

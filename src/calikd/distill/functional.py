@@ -25,13 +25,16 @@ def hard_labels(target: torch.Tensor) -> torch.Tensor:
     return target if target.ndim == 1 else target.argmax(1)
 
 
-def standardize_logits(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+def standardize_logits(logits: torch.Tensor, eps: float = 1e-7, *, unbiased: bool = True) -> torch.Tensor:
     """Z-score each row of ``logits`` (logit standardisation, Sun et al. 2024): ``(z - mean) / (std + eps)``.
 
-    The standard deviation is the population one (``unbiased=False``)."""
+    ``std`` is the unbiased (``C - 1``) standard deviation by default, as in the LS authors' ``normalize()``
+    (``logit.std(dim=-1)``, used by their KD, DKD and MLKD); ``unbiased=False`` takes the population one,
+    which makes every z-score larger by ``sqrt(C / (C - 1))`` (x1.054 at 10 classes, x1.005 at 100).
+    """
     z = logits.float()
     mean = z.mean(dim=1, keepdim=True)
-    std = z.std(dim=1, keepdim=True, unbiased=False)
+    std = z.std(dim=1, keepdim=True, unbiased=unbiased)
     return (z - mean) / (std + eps)
 
 

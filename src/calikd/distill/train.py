@@ -28,6 +28,7 @@ from calikd.engine.config import build_optimization
 from calikd.engine.distributed import Distributed, sync_batch_norm
 from calikd.engine.evaluate import predict_logits
 from calikd.engine.frozen import FrozenRunner, prepare_frozen
+from calikd.engine.optim import backward_and_step
 from calikd.engine.precision import PrecisionChoice, select_precision
 from calikd.engine.progress import progress_bar
 from calikd.engine.run import (
@@ -402,11 +403,7 @@ def distill_one_epoch(
             if not torch.isfinite(loss):
                 parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
                 raise TrainingDivergedError(f"distillation diverged: the loss is not finite ({parts})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            optimizer.step()
+            backward_and_step(optimizer, losses, params, grad_clip)
             scheduler.step()
             n = len(labels)
             for name, value in losses.items():
@@ -478,6 +475,11 @@ def distill(
         raise ConfigError(
             f"method '{config.method}' keeps a memory bank of every training sample, which data-parallel "
             "training does not keep in step across processes yet",
+            hint="run it on one process (without torchrun)",
+        )
+    if runtime.enabled and config.dot:
+        raise ConfigError(
+            "--dot backpropagates twice per step, which data-parallel training does not support yet",
             hint="run it on one process (without torchrun)",
         )
 
@@ -589,7 +591,9 @@ def distill(
     )
     if len(loader) == 0:
         raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(data.train)} training samples")
-    optimizer, scheduler = build_optimization(distiller, config, len(loader))
+    optimizer, scheduler = build_optimization(
+        distiller, config, len(loader), dot_delta=config.dot_delta if config.dot else None
+    )
     cache = None
     runner: FrozenRunner | None = None
     if teacher is not None:

@@ -61,9 +61,11 @@ class TrainingConfig:
 
 
 def build_optimization(
-    module: nn.Module, config: TrainingConfig, steps_per_epoch: int
+    module: nn.Module, config: TrainingConfig, steps_per_epoch: int, *, dot_delta: float | None = None
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """The optimizer over ``module``'s trainable parameters and its per-iteration LR schedule."""
+    """The optimizer over ``module``'s trainable parameters and its per-iteration LR schedule.
+
+    ``dot_delta``: DOT's two-momentum SGD (see :mod:`calikd.engine.dot`) instead of plain SGD."""
     optimizer = build_optimizer(
         module,
         config.optimizer,
@@ -71,6 +73,7 @@ def build_optimization(
         momentum=config.momentum,
         nesterov=config.nesterov,
         weight_decay=config.weight_decay,
+        dot_delta=dot_delta,
     )
     scheduler = build_scheduler(
         optimizer,

@@ -1,13 +1,15 @@
-"""Optimizers (SGD, AdamW) and per-iteration LR schedules with linear warm-up."""
+"""Optimizers (SGD, AdamW, DOT's two-momentum SGD), one optimizer step from named losses, and per-iteration
+LR schedules with linear warm-up."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
+from calikd.engine.dot import DistillationOrientedSGD, dot_backward_and_step
 from calikd.errors import ConfigError, did_you_mean
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -33,13 +35,22 @@ def build_optimizer(
     nesterov: bool = True,
     weight_decay: float = 5e-4,
     betas: tuple[float, float] = (0.9, 0.999),
+    dot_delta: float | None = None,
 ) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or AdamW; weight decay skips biases and norm parameters."""
+    """SGD (momentum, optional Nesterov) or AdamW; weight decay skips biases and norm parameters.
+
+    ``dot_delta`` turns SGD into DOT's :class:`~calikd.engine.dot.DistillationOrientedSGD` (task momentum
+    ``momentum - delta``, distillation momentum ``momentum + delta``; heavy-ball, Nesterov does not apply).
+    """
     if lr <= 0:
         raise ConfigError(f"learning rate must be > 0; got {lr}")
     if weight_decay < 0:
         raise ConfigError(f"weight_decay must be >= 0; got {weight_decay}")
     groups = parameter_groups(params, weight_decay) if isinstance(params, nn.Module) else params
+    if dot_delta is not None:
+        if name != "sgd":
+            raise ConfigError(f"DOT is a variant of SGD; it does not combine with optimizer '{name}'")
+        return DistillationOrientedSGD(groups, lr=lr, momentum=momentum, delta=dot_delta)
     if name == "sgd":
         if not 0 <= momentum < 1:
             raise ConfigError(f"momentum must be in [0, 1); got {momentum}")
@@ -49,6 +60,25 @@ def build_optimizer(
     raise ConfigError(
         f"unknown optimizer '{name}'{did_you_mean(name, OPTIMIZERS)}; choose one of {OPTIMIZERS}"
     )
+
+
+def backward_and_step(
+    optimizer: torch.optim.Optimizer,
+    losses: Mapping[str, torch.Tensor],
+    params: Sequence[torch.Tensor],
+    grad_clip: float | None = None,
+) -> None:
+    """One optimizer step on the sum of the named ``losses`` (gradient norm of ``params`` clipped first).
+
+    DOT's optimizer gets the task and distillation losses backpropagated separately instead."""
+    if isinstance(optimizer, DistillationOrientedSGD):
+        dot_backward_and_step(optimizer, losses, grad_clip)
+        return
+    optimizer.zero_grad(set_to_none=True)
+    sum(losses.values()).backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
 
 
 def lr_factor(

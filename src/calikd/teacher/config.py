@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from calikd.engine.config import TrainingConfig
+from calikd.teacher.losses import TEACHER_LOSSES
 from calikd.utils.config import option
 
 
@@ -21,7 +22,12 @@ class TeacherConfig(TrainingConfig):
     split_seed: int = option(0, "seed of the train/val split (keep it fixed across a study)", min=0)
     model: str = option("resnet20", "model name (see `calikd models list`)")
     model_kwargs: dict[str, Any] = option({}, "extra model arguments, e.g. width=64 depth=2")
-    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy", min=0.0, max=0.99)
+    loss: str = option(
+        "ce",
+        "training loss: ce, or mse = squared error of the softmax output to the one-hot label (ECCV 2024)",
+        choices=TEACHER_LOSSES,
+    )
+    label_smoothing: float = option(0.0, "label smoothing of the training targets", min=0.0, max=0.99)
     out: str | None = option(None, "output folder (default: runs/teachers/<dataset>-<model>-s<seed>)")
 
     def default_out(self) -> str:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import calikd
@@ -45,6 +44,7 @@ from calikd.metrics import summary_metrics
 from calikd.models import create_model, model_info
 from calikd.store import load_state_into, read_checkpoint
 from calikd.teacher.config import TeacherConfig
+from calikd.teacher.losses import teacher_loss
 from calikd.utils.config import config_to_dict
 from calikd.utils.device import Precision
 from calikd.utils.io import atomic_write_json
@@ -115,13 +115,15 @@ def train_one_epoch(
     device: torch.device,
     precision: Precision,
     label_smoothing: float = 0.0,
+    loss_name: str = "ce",
     grad_clip: float | None = None,
     on_step: Callable[[], None] | None = None,
     desc: str = "train",
     show_progress: bool = True,
     runtime: Distributed | None = None,
 ) -> dict[str, float]:
-    """One pass of cross-entropy training; returns mean loss, train accuracy and throughput.
+    """One pass of training with ``loss_name`` (``ce`` or ``mse``, see :mod:`calikd.teacher.losses`);
+    returns mean loss, train accuracy and throughput.
 
     Under data-parallel training (``runtime``) ``model`` is the DDP-wrapped model, ``loader`` yields this
     rank's share of every batch, and the returned numbers are over all ranks' samples.
@@ -139,7 +141,7 @@ def train_one_epoch(
                 x = x.contiguous(memory_format=torch.channels_last)
             with precision.autocast(device):
                 logits = model(x)
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+            loss = teacher_loss(logits, labels, loss_name, label_smoothing)
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(f"training diverged: the loss is {loss.item()}")
             optimizer.zero_grad(set_to_none=True)
@@ -304,6 +306,7 @@ def train_teacher(
             device=device,
             precision=precision,
             label_smoothing=config.label_smoothing,
+            loss_name=config.loss,
             grad_clip=config.grad_clip,
             on_step=step_hook,
             desc=f"epoch {epoch}/{config.epochs}",

@@ -130,6 +130,7 @@ class AT(FeatureDistiller):
     """Attention transfer: match L2-normalised spatial attention maps of intermediate stages."""
 
     config_class = ATConfig
+    paper = "Zagoruyko & Komodakis, ICLR 2017; defaults: RepDistiller"
 
     def feature_layers(self) -> tuple[Sequence[str], Sequence[str]]:
         return paired_stage_defaults(

@@ -248,6 +248,7 @@ class CRD(FeatureDistiller):
     config_class = CRDConfig
     needs_index = True
     single_pair = True
+    paper = "Tian et al., ICLR 2020 (RepDistiller)"
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -27,15 +27,20 @@ def kd_loss(
     *,
     temperature_on: str = "both",
     standardize: bool = False,
+    unbiased_std: bool = True,
     reduction: str = "batchmean",
 ) -> torch.Tensor:
     """``T^2 * KL(softmax(z_t / T) || softmax(z_s / T))``, summed over classes, mean over the batch.
 
     ``temperature_on="teacher"`` softens only the teacher (``KL(softmax(z_t / T) || softmax(z_s))``, the
     transformed-teacher-matching form) and drops the ``T^2`` factor, since the student's gradient is then
-    not scaled by ``1/T``. ``standardize`` z-scores both logit vectors first (logit standardisation).
-    ``temperature`` may be a tensor (a learnable or per-sample temperature, broadcast against ``(B, 1)``).
+    not scaled by ``1/T``. ``standardize`` z-scores both logit vectors first (logit standardisation, with
+    the unbiased std unless ``unbiased_std=False``). ``temperature`` may be a tensor: a learnable ``(1,)``
+    or a per-sample ``(B, 1)`` temperature; each sample's KL is scaled by its own ``T^2`` before the batch
+    mean (``mean(T^2 * KL)``). ``reduction="none"`` returns the per-sample values ``(B,)``.
     """
+    if reduction not in ("batchmean", "none"):
+        raise ConfigError(f"reduction must be 'batchmean' or 'none', got {reduction!r}")
     if temperature_on not in TEMPERATURE_ON:
         raise ConfigError(f"temperature_on must be one of {TEMPERATURE_ON}, got {temperature_on!r}")
     if isinstance(temperature, (int, float)) and temperature <= 0:
@@ -47,17 +52,16 @@ def kd_loss(
             "do the student and the teacher have the same number of classes?"
         )
     if standardize:
-        z_s, z_t = standardize_logits(z_s), standardize_logits(z_t)
+        z_s = standardize_logits(z_s, unbiased=unbiased_std)
+        z_t = standardize_logits(z_t, unbiased=unbiased_std)
     t_student = temperature if temperature_on == "both" else 1.0
     log_p_t = F.log_softmax(z_t / temperature, dim=1)
     log_p_s = F.log_softmax(z_s / t_student, dim=1)
-    loss = kl_divergence(log_p_t, log_p_s, reduction=reduction)
+    loss = kl_divergence(log_p_t, log_p_s, reduction="none")
     if temperature_on == "both":
         scale = temperature**2
-        if isinstance(scale, torch.Tensor):
-            scale = scale.reshape(-1) if reduction == "none" else scale.mean()
-        loss = loss * scale
-    return loss
+        loss = loss * (scale.reshape(-1) if isinstance(scale, torch.Tensor) else scale)
+    return loss if reduction == "none" else loss.mean()
 
 
 @dataclass
@@ -78,6 +82,7 @@ class KD(Distiller):
     """Hinton KD: cross-entropy plus the KL divergence between temperature-softened outputs."""
 
     config_class = KDConfig
+    paper = "Hinton et al. 2015; defaults: CRD benchmark (Tian et al., ICLR 2020)"
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config
