@@ -30,6 +30,9 @@ USER_OMP = os.environ.get("OMP_WAIT_POLICY")  # before calikd (imported later) s
 
 
 def _setup(args: argparse.Namespace):
+    import calikd  # noqa: F401  (first: it sets the process up before torch starts, unless told not to)
+
+    # isort: split
     import torch
 
     from calikd.data import ArrayDataset, load_dataset
@@ -204,6 +207,7 @@ def main() -> None:
         "--samples", str(args.samples), "--run-epochs", str(args.run_epochs),
     ]  # fmt: skip
     user_env = {"OMP_WAIT_POLICY": USER_OMP}  # the reference runs as the user's shell would run it
+    probes = str(Path(tempfile.mkdtemp(prefix="calikd-probes-")) / "probes.json")  # measured in this run
     workers = [
         Worker(
             "reference",
@@ -212,7 +216,10 @@ def main() -> None:
             ["reference"],
         ),
         Worker(
-            "calikd", [script, *common, "--worker", "calikd"], {}, ["calikd", "calikd+cache", "student-only"]
+            "calikd",
+            [script, *common, "--worker", "calikd"],
+            {"CALIKD_PROBE_CACHE": probes},
+            ["calikd", "calikd+cache", "student-only"],
         ),
     ]
     results = run_rounds(workers, args.rounds)

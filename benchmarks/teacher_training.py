@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 from pathlib import Path
 
 THROUGHPUT_MODELS = ("resnet20", "cnn", "wrn_16_2", "mlp")
@@ -31,6 +32,9 @@ RECIPES = {
 
 def worker(args: argparse.Namespace) -> None:
     """Serve one pass of training per request: ``MODEL:PATH`` with PATH fp32 or auto."""
+    import calikd  # noqa: F401  (first: it sets the process up before torch starts, unless told not to)
+
+    # isort: split
     import torch
     from interleave import serve
 
@@ -102,6 +106,7 @@ def measure_throughput(args: argparse.Namespace) -> dict:
     common = [script, "--samples", str(args.samples), "--throughput-models", *args.throughput_models]
     user_env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")}
     models = args.throughput_models
+    probes = str(Path(tempfile.mkdtemp(prefix="calikd-probes-")) / "probes.json")  # measured in this run
     workers = [
         Worker(
             "untuned",
@@ -112,7 +117,7 @@ def measure_throughput(args: argparse.Namespace) -> dict:
         Worker(
             "calikd",
             [*common, "--worker", "calikd"],
-            {},
+            {"CALIKD_PROBE_CACHE": probes},
             [f"{m}:{p}" for m in models for p in ("fp32", "auto")],
         ),
     ]
