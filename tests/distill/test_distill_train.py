@@ -332,6 +332,7 @@ def test_resume_keeps_the_measured_precision(
     monkeypatch.setattr(precision_module, "PROBE_MIN_STEPS", 1)
     monkeypatch.setattr(precision_module, "fast_bf16", lambda _device: False)
     monkeypatch.setattr(precision_module, "measure", lambda names, timer: {"fp32": 1.0, "fp32-cl": 0.5})
+    monkeypatch.setattr(precision_module.probe_cache, "busy_load", lambda: None)
     common = dict(epochs=2, precision="auto", teacher_cache="off")
 
     def stop(step: int) -> None:

@@ -128,6 +128,7 @@ def test_tf32_is_refused_on_cpu() -> None:
 def test_real_probe_is_cached_and_leaves_model_and_random_state_alone(tmp_path, monkeypatch) -> None:
     cache = tmp_path / "probes.json"
     monkeypatch.setenv("CALIKD_PROBE_CACHE", str(cache))
+    monkeypatch.setattr(probe_cache, "busy_load", lambda: None)
     model = create_model("cnn_tiny", 10, 1)
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(123)
@@ -176,9 +177,24 @@ def test_damaged_or_disabled_cache_is_ignored(tmp_path, monkeypatch) -> None:
     cache = tmp_path / "probes.json"
     cache.write_text("{not json")
     monkeypatch.setenv("CALIKD_PROBE_CACHE", str(cache))
+    monkeypatch.setattr(probe_cache, "busy_load", lambda: None)
     assert probe_cache.lookup("precision", {"a": 1}) is None
     probe_cache.remember("precision", {"a": 1}, {"chosen": "fp32"})
     assert probe_cache.lookup("precision", {"a": 1}) == {"chosen": "fp32"}
     monkeypatch.setenv("CALIKD_PROBE_CACHE", "off")
     assert probe_cache.cache_file() is None and probe_cache.lookup("precision", {"a": 1}) is None
     probe_cache.remember("precision", {"b": 1}, {"chosen": "fp32"})  # nothing written, no error
+
+
+def test_a_measurement_on_a_busy_machine_is_not_remembered(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CALIKD_PROBE_CACHE", str(tmp_path / "probes.json"))
+    monkeypatch.setattr(probe_cache, "busy_load", lambda: 9.5)
+    assert not probe_cache.remember("precision", {"a": 1}, {"chosen": "fp32"})
+    assert probe_cache.lookup("precision", {"a": 1}) is None
+    monkeypatch.undo()
+    import os as _os
+
+    monkeypatch.setattr(_os, "getloadavg", lambda: (3.0 * (_os.cpu_count() or 1), 0.0, 0.0))
+    assert probe_cache.busy_load() == pytest.approx(3.0 * (_os.cpu_count() or 1))
+    monkeypatch.setattr(_os, "getloadavg", lambda: (0.5, 0.0, 0.0))
+    assert probe_cache.busy_load() is None

@@ -221,8 +221,12 @@ def select_precision(
             chosen = choose_fastest(seconds, candidates)
             rates = {name: batch_size / max(s, 1e-12) for name, s in seconds.items()}
             choice = PrecisionChoice(PRECISIONS[chosen], "auto", "probed", rates)
-            if not injected:
-                probe_cache.remember("precision", key, {"chosen": chosen, "images_per_s": rates})
+            if not injected and not probe_cache.remember(
+                "precision", key, {"chosen": chosen, "images_per_s": rates}
+            ):
+                load = probe_cache.busy_load()
+                if load is not None:
+                    choice.reason = f"not remembered: the machine was busy (load {load:.1f})"
     index = runtime.broadcast_int(candidates.index(choice.name) if choice is not None else 0)
     if choice is None:  # another rank: rank 0's choice
         choice = PrecisionChoice(PRECISIONS[candidates[index]], "auto", "rank 0's measurement")

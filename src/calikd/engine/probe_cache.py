@@ -4,6 +4,8 @@ One JSON file, ``$XDG_CACHE_HOME/calikd/speed-probes.json`` (default ``~/.cache/
 ``$CALIKD_PROBE_CACHE`` names; ``CALIKD_PROBE_CACHE=off`` neither reads nor writes one. An entry is keyed by
 what the measurement depends on: the machine (CPU model, cores, torch threads, GPU), the torch version,
 the model, the input shape and batch size. A damaged or unwritable file is ignored: the probe then runs again.
+A measurement taken while the machine is busy (load average over 1.5 x its cores) serves its own run but is
+not remembered, so a later run on a quieter machine measures again.
 """
 
 from __future__ import annotations
@@ -90,15 +92,25 @@ def lookup(kind: str, key: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def remember(kind: str, key: dict[str, Any], value: dict[str, Any]) -> None:
-    """Store ``value`` for ``key`` (best effort: an unwritable cache only means probing again next time)."""
+def busy_load() -> float | None:
+    """The 1-minute load average when it exceeds 1.5 x the cores (timings then mislead), else None."""
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+    return load if load > 1.5 * (os.cpu_count() or 1) else None
+
+
+def remember(kind: str, key: dict[str, Any], value: dict[str, Any]) -> bool:
+    """Store ``value`` for ``key``; False when not stored (cache off or unwritable, or the machine busy)."""
     path = cache_file()
-    if path is None:
-        return
+    if path is None or busy_load() is not None:
+        return False
     entries = _read(path)
     entries[_digest(kind, key)] = {"kind": kind, "key": key, "value": value}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, {"version": VERSION, "entries": entries})
     except (OSError, ValueError):
-        pass
+        return False
+    return True
