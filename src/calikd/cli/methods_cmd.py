@@ -20,6 +20,8 @@ def run(args: argparse.Namespace) -> int:
     if args.name:
         info = distiller_info(args.name)
         print(f"{info['name']}: {info['description']}")
+        if info["source"]:
+            print(f"source: {info['source']}")
         print(f"uses features: {info['uses_features']}; needs a teacher: {info['needs_teacher']}")
         rows = [[k, repr(v["default"]), v["help"]] for k, v in info["options"].items()]
         print(format_table(["option", "default", "meaning"], rows))
@@ -28,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
     for name in list_distillers():
         info = distiller_info(name)
         kind = "features" if info["uses_features"] else ("logits" if info["needs_teacher"] else "baseline")
-        rows.append([name, kind, info["description"]])
-    print(format_table(["method", "uses", "description"], rows))
+        rows.append([name, kind, info["description"], info["source"] or "-"])
+    print(format_table(["method", "uses", "description", "source"], rows))
     return 0

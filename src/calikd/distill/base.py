@@ -104,9 +104,11 @@ class Distiller(nn.Module, abc.ABC):
     ``transform``); it is applied before anything else touches the teacher's output.
     ``student_input`` / ``teacher_input`` are example batches used to find feature shapes (feature methods);
     ``num_samples`` and ``sample_labels`` (the label of every training index) serve index-based methods (CRD).
+    ``source`` cites the paper and the reference code the defaults come from (shown by ``calikd methods``).
     """
 
     method: ClassVar[str] = ""
+    source: ClassVar[str] = ""
     config_class: ClassVar[type[DistillerConfig]] = DistillerConfig
     uses_features: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True

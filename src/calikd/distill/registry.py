@@ -93,6 +93,7 @@ def distiller_info(name: str) -> dict[str, Any]:
     return {
         "name": cls.method,
         "description": doc[0] if doc else "",
+        "source": cls.source,
         "uses_features": cls.uses_features,
         "needs_teacher": cls.needs_teacher,
         "options": options,

@@ -246,6 +246,7 @@ class CRD(FeatureDistiller):
     """Contrastive representation distillation: NCE between student and teacher embeddings, memory bank."""
 
     config_class = CRDConfig
+    source = "Tian et al., ICLR 2020; defaults: RepDistiller scripts (CRD benchmark)"
     needs_index = True
     single_pair = True
 
