@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from calikd.distill import create_distiller, method_config
+from calikd.distill.methods.ab import ab_loss, ab_stage_loss
 from calikd.distill.methods.cc import cc_gaussian_loss, cc_repdistiller_loss, gaussian_correlation
 from calikd.distill.methods.nst import nst_loss
 from calikd.errors import ConfigError
@@ -30,10 +31,16 @@ SPECS: dict[str, dict] = {
         "pairs": ("cnn", "wrn", "mlp"),
     },
     "nst": {"losses": {"ce", "nst"}, "parts": (), "pairs": ("cnn", "wrn")},
+    "ab": {
+        "losses": {"ab"},  # the initialisation phase: AB alone
+        "parts": ("connectors",),
+        "options": {"init_epochs": 1},
+        "pairs": ("cnn", "wrn"),
+    },
 }
 PAIRS = {  # name -> (student, teacher, input shape)
     "cnn": (("cnn", {"width": 4}), ("resnet8", {}), (1, 16, 16)),
-    "wrn": (("resnet8", {}), ("wrn_10_1", {}), (3, 16, 16)),
+    "wrn": (("resnet8", {}), ("wrn_10_2", {}), (3, 16, 16)),
     "mlp": (("mlp", {"width": 16, "input_size": 8}), ("resnet8", {}), (1, 16, 16)),
 }
 CASES = [(m, p) for m, spec in SPECS.items() for p in spec["pairs"]]
@@ -168,6 +175,57 @@ def test_nst_loss_is_the_squared_mmd(rng: np.random.Generator) -> None:
     pooled = big.reshape(2, 3, 2, 2, 2, 2).mean(axis=(3, 5))
     assert nst_loss(_t(big), _t(t)).item() == pytest.approx(_np_mmd2(pooled, t), rel=1e-5)
     assert method_config("nst").kd_weight == 50.0
+
+
+# ----------------------------------------------------------------- AB
+def test_ab_stage_loss_matches_the_papers_cases() -> None:
+    # elements (s, t) with margin 1: t <= 0 penalises s > -1 by (s + 1)^2; t > 0 penalises s <= 1 by (s - 1)^2
+    s = torch.tensor([[0.5, -2.0, 0.0, 3.0, -0.5, 1.0]])
+    t = torch.tensor([[-1.0, -1.0, 0.0, 2.0, 0.5, 1.0]])
+    by_hand = 1.5**2 + 0.0 + 1.0**2 + 0.0 + 1.5**2 + 0.0
+    assert ab_stage_loss(s, t).item() == pytest.approx(by_hand)
+    assert ab_stage_loss(s, t, margin=0.5).item() == pytest.approx(1.0**2 + 0.5**2 + 1.0**2)
+    # per sample: two copies of the batch give the same value; a student beyond the margins gives 0
+    assert ab_stage_loss(s.repeat(2, 1), t.repeat(2, 1)).item() == pytest.approx(by_hand)
+    assert ab_stage_loss(torch.where(t > 0, 2.0, -2.0), t).item() == 0.0
+
+
+def test_ab_loss_weights_the_stages(rng: np.random.Generator) -> None:
+    feats = [(rng.normal(size=(2, 3, 2, 2)), rng.normal(size=(2, 3, 2, 2))) for _ in range(3)]
+    per_stage = []
+    for s, t in feats:
+        total = 0.0
+        for idx in np.ndindex(*s.shape):
+            if t[idx] <= 0 and s[idx] > -1:
+                total += (s[idx] + 1) ** 2
+            elif t[idx] > 0 and s[idx] <= 1:
+                total += (s[idx] - 1) ** 2
+        per_stage.append(total / 2)
+    expected = 3 / 1000 * (per_stage[0] / 4 + per_stage[1] / 2 + per_stage[2])
+    got = ab_loss([_t(s) for s, _ in feats], [_t(t) for _, t in feats])
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_ab_phases_and_preact_taps() -> None:
+    d = _build("ab", options={"init_epochs": 2})
+    assert d.student_layer_names == ("layer1.norm1", "layer2.norm1", "layer3.norm1")
+    assert d.teacher_layer_names == ("layer1.0.preact", "layer2.0.preact", "layer3.0.preact")
+    x, y = _batch("cnn")
+    for epoch, keys in ((1, {"ab"}), (2, {"ab"}), (3, {"ce"})):
+        d.set_epoch(epoch, 10)
+        assert set(d(x, y)[1]) == keys, epoch
+    twins = create_model("resnet8", NUM_CLASSES, 1), create_model("resnet8", NUM_CLASSES, 1)
+    same = create_distiller("ab", *twins, student_input=torch.zeros(2, 1, 16, 16))
+    assert all(c.net is None for c in same.connectors)  # equal shapes: identity (RepDistiller's Connector)
+    d = _build("ab", options={"after_init_weight": 0.5})
+    d.set_epoch(8, 8)
+    assert set(d(x, y)[1]) == {"ce", "ab"}
+    d.set_epoch(1, 8)  # default: epochs / 8
+    assert set(d(x, y)[1]) == {"ab"}
+    d.set_epoch(2, 8)
+    assert set(d(x, y)[1]) == {"ce", "ab"}
+    cfg = method_config("ab")
+    assert (cfg.ce_weight, cfg.kd_weight, cfg.margin, cfg.after_init_weight) == (1.0, 1.0, 1.0, 0.0)
 
 
 # ----------------------------------------------------------------- every method, two pairs
