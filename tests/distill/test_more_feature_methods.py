@@ -18,6 +18,7 @@ from calikd.distill import create_distiller, method_config
 from calikd.distill.methods.ab import ab_loss, ab_stage_loss
 from calikd.distill.methods.cc import cc_gaussian_loss, cc_repdistiller_loss, gaussian_correlation
 from calikd.distill.methods.nst import nst_loss
+from calikd.distill.methods.vid import vid_loss
 from calikd.errors import ConfigError
 from calikd.models import create_model
 
@@ -37,6 +38,7 @@ SPECS: dict[str, dict] = {
         "options": {"init_epochs": 1},
         "pairs": ("cnn", "wrn"),
     },
+    "vid": {"losses": {"ce", "vid"}, "parts": ("regressors",), "pairs": ("cnn", "wrn")},
 }
 PAIRS = {  # name -> (student, teacher, input shape)
     "cnn": (("cnn", {"width": 4}), ("resnet8", {}), (1, 16, 16)),
@@ -226,6 +228,38 @@ def test_ab_phases_and_preact_taps() -> None:
     assert set(d(x, y)[1]) == {"ce", "ab"}
     cfg = method_config("ab")
     assert (cfg.ce_weight, cfg.kd_weight, cfg.margin, cfg.after_init_weight) == (1.0, 1.0, 1.0, 0.0)
+
+
+# ----------------------------------------------------------------- VID
+def test_vid_loss_is_the_gaussian_nll(rng: np.random.Generator) -> None:
+    mu, t = rng.normal(size=(2, 3, 2, 2)), rng.normal(size=(2, 3, 2, 2))
+    alpha = rng.normal(size=3)
+    var = np.log1p(np.exp(alpha)) + 1e-5
+    total = 0.0
+    for b, c, h, w in np.ndindex(*mu.shape):
+        total += 0.5 * ((t[b, c, h, w] - mu[b, c, h, w]) ** 2 / var[c] + math.log(var[c]))
+    assert vid_loss(_t(mu), _t(t), _t(alpha)).item() == pytest.approx(total / mu.size, rel=1e-5)
+    # by hand: a perfect mean leaves 1/2 log(var); var = 1 (softplus^-1(1) = log(e - 1)) then gives 0
+    one = torch.full((3,), math.log(math.e - 1))
+    assert vid_loss(_t(t), _t(t), one, eps=0.0).item() == pytest.approx(0.0, abs=1e-6)
+    # for a fixed error, the variance minimising the NLL is the mean squared error of the channel
+    err = torch.tensor([[[[2.0]]]])
+    grid = [
+        vid_loss(err, torch.zeros(1, 1, 1, 1), torch.tensor([math.log(math.expm1(v))]), 0.0).item()
+        for v in (3.0, 4.0, 5.0)
+    ]
+    assert grid[1] < grid[0] and grid[1] < grid[2]
+
+
+def test_vid_parts_and_defaults() -> None:
+    d = _build("vid")
+    r = d.regressors[0]
+    assert torch.allclose(torch.nn.functional.softplus(r.log_scale) + 1e-5, torch.full_like(r.log_scale, 5.0))
+    t_channels = d.teacher_feature_shapes[d.teacher_layer_names[0]][0]
+    assert r.mean[0].out_channels == t_channels == r.mean[4].out_channels  # hidden width = teacher's channels
+    assert all(m.bias is None for m in r.mean if isinstance(m, torch.nn.Conv2d))
+    cfg = method_config("vid")
+    assert (cfg.ce_weight, cfg.kd_weight, cfg.init_var, cfg.eps) == (1.0, 1.0, 5.0, 1e-5)
 
 
 # ----------------------------------------------------------------- every method, two pairs
