@@ -17,6 +17,7 @@ import torch
 from calikd.distill import create_distiller, method_config
 from calikd.distill.methods.ab import ab_loss, ab_stage_loss
 from calikd.distill.methods.cc import cc_gaussian_loss, cc_repdistiller_loss, gaussian_correlation
+from calikd.distill.methods.kdpp import nd_loss
 from calikd.distill.methods.nst import nst_loss
 from calikd.distill.methods.vid import vid_loss
 from calikd.errors import ConfigError
@@ -39,6 +40,7 @@ SPECS: dict[str, dict] = {
         "pairs": ("cnn", "wrn"),
     },
     "vid": {"losses": {"ce", "vid"}, "parts": ("regressors",), "pairs": ("cnn", "wrn")},
+    "kdpp": {"losses": {"ce", "kd", "nd"}, "parts": ("projector",), "pairs": ("cnn", "wrn", "mlp")},
 }
 PAIRS = {  # name -> (student, teacher, input shape)
     "cnn": (("cnn", {"width": 4}), ("resnet8", {}), (1, 16, 16)),
@@ -260,6 +262,55 @@ def test_vid_parts_and_defaults() -> None:
     assert all(m.bias is None for m in r.mean if isinstance(m, torch.nn.Conv2d))
     cfg = method_config("vid")
     assert (cfg.ce_weight, cfg.kd_weight, cfg.init_var, cfg.eps) == (1.0, 1.0, 5.0, 1e-5)
+
+
+# ----------------------------------------------------------------- KD++
+def test_nd_loss_matches_the_papers_equation(rng: np.random.Generator) -> None:
+    s, t, c = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), rng.normal(size=(5, 3))
+    y = np.array([0, 3, 3, 1])
+    total = 0.0
+    for i in range(4):
+        e = c[y[i]] / np.linalg.norm(c[y[i]])
+        total += 1 - np.dot(s[i], e) / max(np.linalg.norm(s[i]), np.linalg.norm(t[i]))
+    got = nd_loss(_t(s), _t(t), _t(c), torch.tensor(y))
+    assert got.item() == pytest.approx(total / 4, rel=1e-5)
+    # by hand: s = (3, 4), t = (0, 10), centre along x: 1 - 3 / 10
+    one = nd_loss(
+        torch.tensor([[3.0, 4.0]]), torch.tensor([[0.0, 10.0]]), torch.tensor([[2.0, 0.0]]), torch.tensor([0])
+    )
+    assert one.item() == pytest.approx(0.7)
+    # invariances: the centre's length does not matter; a class without a centre contributes 1
+    assert nd_loss(_t(s), _t(t), _t(7.0 * c), torch.tensor(y)).item() == pytest.approx(total / 4, rel=1e-5)
+    assert nd_loss(_t(s), _t(t), torch.zeros(5, 3), torch.tensor(y)).item() == pytest.approx(1.0)
+
+
+def test_kdpp_class_centres_are_running_teacher_means() -> None:
+    d = _build("kdpp", "mlp")
+    assert isinstance(d.projector, torch.nn.Sequential)  # 16 -> 64: BN, dropout, linear
+    x, y = _batch("mlp")
+    with torch.no_grad():
+        d(x, y)
+        t_emb = d._teacher_hooks.features["pool"]
+    for k in range(NUM_CLASSES):
+        if (y == k).any():
+            torch.testing.assert_close(d.centers()[k], t_emb[y == k].mean(0))
+        else:
+            assert d.centers()[k].abs().sum() == 0
+    # a mixed target weights the classes; centres freeze after center_epochs
+    d2 = _build("kdpp", "mlp")
+    _, mixed = _batch("mlp", mixed=True)
+    with torch.no_grad():
+        d2(x, mixed)
+        d2.set_epoch(2, 10)
+        frozen = d2.centers().clone()
+        d2(x * 2, y)
+    w = mixed.double()
+    expected = (w.t() @ t_emb.double()) / w.sum(0).clamp_min(1e-12)[:, None]
+    torch.testing.assert_close(frozen, expected.float())
+    assert torch.equal(d2.centers(), frozen)
+    cfg = method_config("kdpp")
+    assert (cfg.ce_weight, cfg.kd_weight, cfg.nd_weight, cfg.temperature) == (1.0, 1.0, 2.0, 4.0)
+    assert d.warmup_epochs() == pytest.approx(1 / 12)
 
 
 # ----------------------------------------------------------------- every method, two pairs
