@@ -19,6 +19,7 @@ from calikd.distill.methods.ab import ab_loss, ab_stage_loss
 from calikd.distill.methods.cc import cc_gaussian_loss, cc_repdistiller_loss, gaussian_correlation
 from calikd.distill.methods.kdpp import nd_loss
 from calikd.distill.methods.nst import nst_loss
+from calikd.distill.methods.ofd import ofd_loss, ofd_margin, ofd_stage_loss
 from calikd.distill.methods.vid import vid_loss
 from calikd.errors import ConfigError
 from calikd.models import create_model
@@ -41,6 +42,7 @@ SPECS: dict[str, dict] = {
     },
     "vid": {"losses": {"ce", "vid"}, "parts": ("regressors",), "pairs": ("cnn", "wrn")},
     "kdpp": {"losses": {"ce", "kd", "nd"}, "parts": ("projector",), "pairs": ("cnn", "wrn", "mlp")},
+    "ofd": {"losses": {"ce", "ofd"}, "parts": ("connectors",), "pairs": ("cnn", "wrn")},
 }
 PAIRS = {  # name -> (student, teacher, input shape)
     "cnn": (("cnn", {"width": 4}), ("resnet8", {}), (1, 16, 16)),
@@ -311,6 +313,65 @@ def test_kdpp_class_centres_are_running_teacher_means() -> None:
     cfg = method_config("kdpp")
     assert (cfg.ce_weight, cfg.kd_weight, cfg.nd_weight, cfg.temperature) == (1.0, 1.0, 2.0, 4.0)
     assert d.warmup_epochs() == pytest.approx(1 / 12)
+
+
+# ----------------------------------------------------------------- OFD
+def _np_negative_mean(mu: float, sigma: float) -> float:
+    """E[x | x < 0] for x ~ N(mu, sigma^2) by numerical integration."""
+    x = np.linspace(mu - 40 * sigma, 0.0, 400001)
+    density = np.exp(-0.5 * ((x - mu) / sigma) ** 2)
+    return float(np.trapezoid(x * density, x) / np.trapezoid(density, x))
+
+
+def test_ofd_margin_is_the_mean_of_negative_responses() -> None:
+    mu, sigma = torch.tensor([0.0, 1.0, -2.0, 0.5]), torch.tensor([1.0, 2.0, 0.5, -0.3])
+    got = ofd_margin(mu, sigma)
+    for k in range(4):
+        assert got[k].item() == pytest.approx(_np_negative_mean(mu[k].item(), abs(sigma[k].item())), rel=1e-4)
+    assert got[0].item() == pytest.approx(-math.sqrt(2 / math.pi), rel=1e-6)  # half-normal mean
+    # almost never negative (P < 0.001): -3 sigma
+    assert ofd_margin(torch.tensor([5.0]), torch.tensor([1.0])).item() == pytest.approx(-3.0)
+
+
+def test_ofd_partial_l2_matches_the_original_formulation(rng: np.random.Generator) -> None:
+    s, t = rng.normal(size=(2, 3, 2, 2)), rng.normal(size=(2, 3, 2, 2))
+    m = np.array([-0.3, -0.8, -0.1])
+    total = 0.0  # the OFD paper's code: target = max(t, m); (s - target)^2 where s > target or target > 0
+    for b, c, h, w in np.ndindex(*s.shape):
+        target = max(t[b, c, h, w], m[c])
+        if s[b, c, h, w] > target or target > 0:
+            total += (s[b, c, h, w] - target) ** 2
+    assert ofd_stage_loss(_t(s), _t(t), _t(m)).item() == pytest.approx(total / 2, rel=1e-5)
+    # by hand, margin -1: t <= m and s below it: 0; t <= m, s = 0: (0 + 1)^2; t > 0: plain L2
+    s1, t1 = (
+        torch.tensor([[[-2.0, 0.0, 1.0]]]).transpose(1, 2),
+        torch.tensor([[[-3.0, -3.0, 3.0]]]).transpose(1, 2),
+    )
+    assert ofd_stage_loss(s1[..., None], t1[..., None], torch.full((3,), -1.0)).item() == pytest.approx(5.0)
+    two = [(_t(s), _t(t)), (_t(t), _t(s))]
+    expected = ofd_stage_loss(_t(s), _t(t), _t(m)).item() / 2 + ofd_stage_loss(_t(t), _t(s), _t(m)).item()
+    assert ofd_loss([a for a, _ in two], [b for _, b in two], [_t(m), _t(m)]).item() == pytest.approx(
+        expected
+    )
+
+
+def test_ofd_margins_from_batch_norm_or_the_first_batch() -> None:
+    d = _build("ofd", "wrn")  # wrn taps batch norms: the authors' rule, ready at once
+    bn = dict(d.teacher.named_modules())[d.teacher_layer_names[-1]]
+    assert bool(d.margins_ready)
+    torch.testing.assert_close(d.margins()[-1], ofd_margin(bn.bias, bn.weight))
+    d = _build("ofd", "cnn")  # resnet taps residual sums: estimated on the first batch
+    assert d.teacher_layer_names == ("layer1.0.preact", "layer2.0.preact", "layer3.0.preact")
+    assert not bool(d.margins_ready)
+    x, y = _batch("cnn")
+    d(x, y)
+    t = d._teacher_hooks.features["layer3.0.preact"].transpose(0, 1).flatten(1)
+    torch.testing.assert_close(d.margins()[-1], ofd_margin(t.mean(1), t.std(1)))
+    before = [m.clone() for m in d.margins()]
+    d(x * 3, y)
+    assert all(torch.equal(a, b) for a, b in zip(before, d.margins(), strict=True))
+    assert all((m < 0).all() for m in d.margins())
+    assert (method_config("ofd").ce_weight, method_config("ofd").kd_weight) == (1.0, 0.001)
 
 
 # ----------------------------------------------------------------- every method, two pairs
