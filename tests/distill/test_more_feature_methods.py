@@ -17,6 +17,7 @@ import torch
 from calikd.distill import create_distiller, method_config
 from calikd.distill.methods.ab import ab_loss, ab_stage_loss
 from calikd.distill.methods.cc import cc_gaussian_loss, cc_repdistiller_loss, gaussian_correlation
+from calikd.distill.methods.ft import factor, ft_loss
 from calikd.distill.methods.kdpp import nd_loss
 from calikd.distill.methods.nst import nst_loss
 from calikd.distill.methods.ofd import ofd_loss, ofd_margin, ofd_stage_loss
@@ -43,6 +44,12 @@ SPECS: dict[str, dict] = {
     "vid": {"losses": {"ce", "vid"}, "parts": ("regressors",), "pairs": ("cnn", "wrn")},
     "kdpp": {"losses": {"ce", "kd", "nd"}, "parts": ("projector",), "pairs": ("cnn", "wrn", "mlp")},
     "ofd": {"losses": {"ce", "ofd"}, "parts": ("connectors",), "pairs": ("cnn", "wrn")},
+    "ft": {  # after the paraphraser's training
+        "losses": {"ce", "ft"},
+        "parts": ("translator",),
+        "options": {"init_epochs": 0},
+        "pairs": ("cnn", "wrn"),
+    },
 }
 PAIRS = {  # name -> (student, teacher, input shape)
     "cnn": (("cnn", {"width": 4}), ("resnet8", {}), (1, 16, 16)),
@@ -372,6 +379,44 @@ def test_ofd_margins_from_batch_norm_or_the_first_batch() -> None:
     assert all(torch.equal(a, b) for a, b in zip(before, d.margins(), strict=True))
     assert all((m < 0).all() for m in d.margins())
     assert (method_config("ofd").ce_weight, method_config("ofd").kd_weight) == (1.0, 0.001)
+
+
+# ----------------------------------------------------------------- FT
+def test_ft_loss_is_the_l1_distance_of_normalised_factors(rng: np.random.Generator) -> None:
+    s, t = rng.normal(size=(2, 3, 2, 2)), rng.normal(size=(2, 3, 2, 2))
+    total = 0.0
+    for b in range(2):
+        fs, ft = s[b].ravel() / np.linalg.norm(s[b]), t[b].ravel() / np.linalg.norm(t[b])
+        total += np.abs(fs - ft).sum()
+    assert ft_loss(_t(s), _t(t)).item() == pytest.approx(total / s.size, rel=1e-5)
+    # invariances: a positive scale per sample; by hand: orthogonal unit factors differ by 2 over 2 entries
+    scale = rng.uniform(0.5, 3.0, size=(2, 1, 1, 1))
+    assert ft_loss(_t(s * scale), _t(t)).item() == pytest.approx(total / s.size, rel=1e-5)
+    assert ft_loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 5.0]])).item() == pytest.approx(1.0)
+    torch.testing.assert_close(factor(_t(s)).norm(dim=1), torch.ones(2))
+
+
+def test_ft_paraphraser_phase_then_factor_phase() -> None:
+    d = _build("ft", "wrn", options={"init_epochs": 1})
+    assert d.student_layer_names == ("layer3",) and d.teacher_layer_names == ("layer3",)
+    assert d.paraphraser.encoder[-2].out_channels == 64  # wrn_10_2: 128 channels, rate 0.5
+    x, y = _batch("wrn")
+    _, losses = d(x, y)
+    assert set(losses) == {"ce", "ft_rec"}
+    losses["ft_rec"].backward()
+    assert all(p.grad is not None for p in d.paraphraser.parameters())
+    assert all(p.grad is None for p in (*d.translator.parameters(), *d.student.parameters()))
+    d.set_epoch(2, 10)
+    _, losses = d(x, y)
+    assert set(losses) == {"ce", "ft"}
+    d.zero_grad(set_to_none=True)
+    losses["ft"].backward()
+    assert all(p.grad is None for p in d.paraphraser.parameters())  # frozen after its training
+    assert all(p.grad is not None for p in d.translator.parameters())
+    cfg = method_config("ft")
+    assert (cfg.ce_weight, cfg.kd_weight, cfg.rate) == (1.0, 200.0, 0.5)
+    with pytest.raises(ConfigError, match="rate"):
+        method_config("ft", {"rate": 0.0})
 
 
 # ----------------------------------------------------------------- every method, two pairs

@@ -1,0 +1,159 @@
+"""Factor transfer (Kim et al., "Paraphrasing Complex Network: Network Compression via Factor Transfer",
+NeurIPS 2018).
+
+A *paraphraser* (a convolutional auto-encoder on the teacher's last feature map) compresses it to
+``rate * C_t`` channels, the teacher *factor*; a *translator* (three 3x3 conv-BN-LeakyReLU layers) maps the
+student's last feature map to the same shape, the student factor. Factors are flattened and L2-normalised
+per sample, and the loss is their mean absolute difference (the paper's ``p = 1``):
+
+    F = normalize(flatten(x)),    L_FT = mean_{b, k} |F(T(F_s)) - F(P(F_t))|
+
+Training, as RepDistiller's ``--distill factor``, has two phases. First the paraphraser is trained alone to
+reconstruct the teacher's feature (MSE, its ``init`` stage); then it is frozen and the student is trained
+with the cross-entropy plus ``beta * L_FT`` through the translator. RepDistiller runs the paraphraser's
+training as 30 extra epochs (``--init_epochs 30``) before its 240; here it is the first ``init_epochs`` of
+the one schedule (default ``epochs / 8``, i.e. 30 of 240), during which the student trains with the
+cross-entropy alone (reported as ``ce`` and the reconstruction as ``ft_rec``; no factor term yet).
+
+Defaults (CIFAR-100, RepDistiller ``scripts/run_cifar_distill.sh``: ``--distill factor -a 0 -b 200``;
+``models/util.py`` ``Paraphraser``/``Translator``: rate 0.5, LeakyReLU slope 0.1, BN in the translator only;
+``distiller_zoo/FT.py``: ``p1 = 2`` is unused, ``p2 = 1``): CE weight 1, FT weight (beta) 200, the last
+feature map before pooling (``feat[-2]``), the same for every pair. A map larger than its partner is
+average-pooled to the partner's size first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from calikd.distill.base import DistillerConfig, DistillStep, FeatureDistiller
+from calikd.distill.methods.ab import INIT_FRACTION
+from calikd.distill.methods.at import pool_to_common_size
+from calikd.distill.registry import register_distiller
+from calikd.errors import ConfigError
+from calikd.utils.config import option
+
+SLOPE = 0.1  # LeakyReLU slope of the paraphraser and the translator
+
+
+def factor(x: torch.Tensor) -> torch.Tensor:
+    """``(B, ...) -> (B, D)``: flattened and L2-normalised per sample."""
+    return F.normalize(x.float().flatten(1), p=2, dim=1)
+
+
+def ft_loss(student_factor: torch.Tensor, teacher_factor: torch.Tensor, p: int = 1) -> torch.Tensor:
+    """``mean |F(s) - F(t)|^p`` of the normalised factors (``p = 1``: the paper's and RepDistiller's)."""
+    s, t = pool_to_common_size(student_factor.float(), teacher_factor.float())
+    if s.shape != t.shape:
+        raise ConfigError(f"FT factors differ in shape: {tuple(s.shape)} and {tuple(t.shape)}")
+    diff = (factor(s) - factor(t)).abs()
+    return diff.mean() if p == 1 else diff.pow(p).mean()
+
+
+def _conv_block(cin: int, cout: int, *, bn: bool, transpose: bool = False) -> list[nn.Module]:
+    conv = nn.ConvTranspose2d if transpose else nn.Conv2d
+    return [conv(cin, cout, 3, 1, 1), *([nn.BatchNorm2d(cout)] if bn else []), nn.LeakyReLU(SLOPE)]
+
+
+class Paraphraser(nn.Module):
+    """Convolutional auto-encoder of the teacher's feature: ``C -> C -> rate*C -> rate*C`` and back."""
+
+    def __init__(self, channels: int, rate: float = 0.5, bn: bool = False) -> None:
+        super().__init__()
+        mid = max(1, int(channels * rate))
+        self.encoder = nn.Sequential(
+            *_conv_block(channels, channels, bn=bn),
+            *_conv_block(channels, mid, bn=bn),
+            *_conv_block(mid, mid, bn=bn),
+        )
+        self.decoder = nn.Sequential(
+            *_conv_block(mid, mid, bn=bn, transpose=True),
+            *_conv_block(mid, channels, bn=bn, transpose=True),
+            *_conv_block(channels, channels, bn=bn, transpose=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(factor, reconstruction)``."""
+        code = self.encoder(x)
+        return code, self.decoder(code)
+
+
+class Translator(nn.Module):
+    """The student's feature to a teacher-factor-shaped map: three 3x3 conv-BN-LeakyReLU layers."""
+
+    def __init__(self, in_channels: int, teacher_channels: int, rate: float = 0.5) -> None:
+        super().__init__()
+        mid = max(1, int(teacher_channels * rate))
+        self.net = nn.Sequential(
+            *_conv_block(in_channels, in_channels, bn=True),
+            *_conv_block(in_channels, mid, bn=True),
+            *_conv_block(mid, mid, bn=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@dataclass
+class FTConfig(DistillerConfig):
+    """Options of FT. RepDistiller uses the same values for every pair."""
+
+    kd_weight: float = option(200.0, "weight (beta) of the factor-transfer term", min=0.0)
+    rate: float = option(
+        0.5,
+        "factor channels as a fraction of the teacher's (paraphrase rate k)",
+        min=0.0,
+        max=1.0,
+        exclusive_min=True,
+    )
+    init_epochs: float | None = option(
+        None,
+        "epochs of the paraphraser's reconstruction training (default: epochs / 8, i.e. 30 of 240)",
+        min=0.0,
+    )
+    student_layers: list[str] = option([], "student layer; empty = the last feature map before pooling (-2)")
+    teacher_layers: list[str] = option([], "teacher layer; empty = the last feature map before pooling (-2)")
+
+
+@register_distiller("ft")
+class FT(FeatureDistiller):
+    """Factor transfer: match the student's translated factor to the teacher's paraphrased factor."""
+
+    config_class = FTConfig
+    single_pair = True
+    default_layer = "-2"
+    source = (
+        "Kim et al., NeurIPS 2018; defaults: RepDistiller scripts/run_cifar_distill.sh (-b 200), "
+        "distiller_zoo/FT.py, models/util.py"
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        s_shape = self.student_feature_shapes[self.student_layer_names[0]]
+        t_shape = self.teacher_feature_shapes[self.teacher_layer_names[0]]
+        if len(s_shape) != 3 or len(t_shape) != 3:
+            raise ConfigError(
+                f"FT needs feature maps (C, H, W), got {tuple(s_shape)} and {tuple(t_shape)}",
+                hint="tap convolutional stages (the default is the last map before pooling, -2)",
+            )
+        self.paraphraser = Paraphraser(t_shape[0], self.config.rate)
+        self.translator = Translator(s_shape[0], t_shape[0], self.config.rate)
+
+    def init_epochs(self) -> float:
+        """Length of the paraphraser's training in epochs (the configured one, else ``epochs / 8``)."""
+        cfg = self.config
+        return cfg.init_epochs if cfg.init_epochs is not None else self.epochs * INIT_FRACTION
+
+    def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
+        f_s, f_t = self.feature_pairs(step)[0]
+        if self.epoch <= self.init_epochs():
+            _, rec = self.paraphraser(f_t.float())
+            return {**self.ce_term(step), "ft_rec": F.mse_loss(rec.float(), f_t.float())}
+        with torch.no_grad():
+            teacher_factor = self.paraphraser.encoder(f_t.float())
+        loss = ft_loss(self.translator(f_s), teacher_factor)
+        return {**self.ce_term(step), "ft": self.config.kd_weight * loss}
