@@ -21,6 +21,7 @@ from calikd.distill.methods.ft import factor, ft_loss
 from calikd.distill.methods.kdpp import nd_loss
 from calikd.distill.methods.nst import nst_loss
 from calikd.distill.methods.ofd import ofd_loss, ofd_margin, ofd_stage_loss
+from calikd.distill.methods.reviewkd import ABF, hcl_loss
 from calikd.distill.methods.vid import vid_loss
 from calikd.errors import ConfigError
 from calikd.models import create_model
@@ -50,6 +51,7 @@ SPECS: dict[str, dict] = {
         "options": {"init_epochs": 0},
         "pairs": ("cnn", "wrn"),
     },
+    "reviewkd": {"losses": {"ce", "reviewkd"}, "parts": ("abfs",), "pairs": ("cnn", "wrn", "mlp")},
 }
 PAIRS = {  # name -> (student, teacher, input shape)
     "cnn": (("cnn", {"width": 4}), ("resnet8", {}), (1, 16, 16)),
@@ -417,6 +419,66 @@ def test_ft_paraphraser_phase_then_factor_phase() -> None:
     assert (cfg.ce_weight, cfg.kd_weight, cfg.rate) == (1.0, 200.0, 0.5)
     with pytest.raises(ConfigError, match="rate"):
         method_config("ft", {"rate": 0.0})
+
+
+# ----------------------------------------------------------------- ReviewKD
+def _np_pool(x: np.ndarray, size: int) -> np.ndarray:
+    b, c, h, w = x.shape
+    return x.reshape(b, c, size, h // size, size, w // size).mean(axis=(3, 5))
+
+
+def test_hcl_loss_matches_the_pyramid(rng: np.random.Generator) -> None:
+    s8, t8 = rng.normal(size=(2, 3, 8, 8)), rng.normal(size=(2, 3, 8, 8))
+    s4, t4 = rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(2, 3, 4, 4))
+    sv, tv = rng.normal(size=(2, 5)), rng.normal(size=(2, 5))
+
+    def mse(a: np.ndarray, b: np.ndarray) -> float:
+        return float(((a - b) ** 2).mean())
+
+    level8 = (
+        mse(s8, t8)
+        + mse(_np_pool(s8, 4), _np_pool(t8, 4)) / 2
+        + mse(_np_pool(s8, 2), _np_pool(t8, 2)) / 4
+        + mse(_np_pool(s8, 1), _np_pool(t8, 1)) / 8
+    ) / 1.875
+    level4 = (
+        mse(s4, t4) + mse(_np_pool(s4, 2), _np_pool(t4, 2)) / 2 + mse(_np_pool(s4, 1), _np_pool(t4, 1)) / 4
+    ) / 1.75
+    expected = level8 + level4 + mse(sv, tv)
+    got = hcl_loss([_t(s8), _t(s4), _t(sv)], [_t(t8), _t(t4), _t(tv)])
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    # a difference constant over space costs the same at every pyramid level: HCL = plain MSE
+    shift = rng.normal(size=(2, 3, 1, 1))
+    assert hcl_loss([_t(t8 + shift)], [_t(t8)]).item() == pytest.approx(float((shift**2).mean()), rel=1e-5)
+
+
+def test_abf_fuses_with_attention_and_resizes() -> None:
+    abf = ABF(4, 6, 5, fuse=True).eval()
+    torch.nn.init.zeros_(abf.attention[0].weight)
+    torch.nn.init.zeros_(abf.attention[0].bias)  # sigmoid(0) = 1/2: the mean of the two inputs
+    x, residual = torch.randn(2, 4, 4, 4), torch.randn(2, 6, 2, 2)
+    out, fused = abf(x, residual, (8, 8))
+    assert out.shape == (2, 5, 8, 8) and fused.shape == (2, 6, 8, 8)
+    up = residual.repeat_interleave(2, 2).repeat_interleave(2, 3)
+    expected = (abf.reduce(x) + up) / 2
+    torch.testing.assert_close(fused, expected.repeat_interleave(2, 2).repeat_interleave(2, 3))
+    torch.testing.assert_close(out, abf.out(fused))
+
+
+def test_reviewkd_levels_and_defaults() -> None:
+    d = _build("reviewkd")
+    assert d.student_layer_names == ("layer1", "layer2", "layer3", "pool")
+    assert d.teacher_layer_names == ("layer1.0.preact", "layer2.0.preact", "layer3.0.preact", "pool")
+    assert d.abfs[-1].attention is None and all(a.attention is not None for a in d.abfs[:-1])
+    assert d.abfs[0].reduce[0].out_channels == 16  # min(512, cnn width 4's 16-d embedding)
+    assert [tuple(s) for s in d.out_sizes] == [(16, 16), (8, 8), (4, 4), (1, 1)]
+    cfg = method_config("reviewkd")
+    assert (cfg.ce_weight, cfg.kd_weight, cfg.max_mid_channels) == (1.0, 5.0, 512)
+    d.set_epoch(1, 24)  # warm-up: 2 of 24 epochs -> half weight in epoch 1
+    x, y = _batch("cnn")
+    half = d(x, y)[1]["reviewkd"].item()
+    d.set_epoch(2, 24)
+    assert d(x, y)[1]["reviewkd"].item() == pytest.approx(2 * half, rel=1e-4)
 
 
 # ----------------------------------------------------------------- every method, two pairs
