@@ -16,6 +16,7 @@ import torch
 
 from calikd.distill import create_distiller, method_config
 from calikd.distill.methods.ab import ab_loss, ab_stage_loss
+from calikd.distill.methods.catkd import cat_loss, class_activation_maps
 from calikd.distill.methods.cc import cc_gaussian_loss, cc_repdistiller_loss, gaussian_correlation
 from calikd.distill.methods.ft import factor, ft_loss
 from calikd.distill.methods.kdpp import nd_loss
@@ -52,6 +53,7 @@ SPECS: dict[str, dict] = {
         "pairs": ("cnn", "wrn"),
     },
     "reviewkd": {"losses": {"ce", "reviewkd"}, "parts": ("abfs",), "pairs": ("cnn", "wrn", "mlp")},
+    "catkd": {"losses": {"ce", "cat"}, "parts": (), "pairs": ("cnn", "wrn")},
 }
 PAIRS = {  # name -> (student, teacher, input shape)
     "cnn": (("cnn", {"width": 4}), ("resnet8", {}), (1, 16, 16)),
@@ -479,6 +481,59 @@ def test_reviewkd_levels_and_defaults() -> None:
     half = d(x, y)[1]["reviewkd"].item()
     d.set_epoch(2, 24)
     assert d(x, y)[1]["reviewkd"].item() == pytest.approx(2 * half, rel=1e-4)
+
+
+# ----------------------------------------------------------------- CAT-KD
+def test_cat_loss_matches_pooled_mse(rng: np.random.Generator) -> None:
+    s, t = rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(2, 3, 4, 4))
+    expected = float(((_np_pool(s, 2) - _np_pool(t, 2)) ** 2).mean())
+    assert cat_loss(_t(s), _t(t)).item() == pytest.approx(expected, rel=1e-5)
+    ps, pt = _np_pool(s, 2).reshape(2, 3, 4), _np_pool(t, 2).reshape(2, 3, 4)
+    ps, pt = ps / np.linalg.norm(ps, axis=2, keepdims=True), pt / np.linalg.norm(pt, axis=2, keepdims=True)
+    assert cat_loss(_t(s), _t(t), normalize=True).item() == pytest.approx(
+        float(((ps - pt) ** 2).mean()), rel=1e-5
+    )
+    assert cat_loss(_t(s), _t(t), resolution=1).item() == pytest.approx(
+        float(((s.mean(axis=(2, 3)) - t.mean(axis=(2, 3))) ** 2).mean()), rel=1e-5
+    )
+    # invariance: the normalised form ignores a positive scale of each CAM
+    assert cat_loss(_t(3 * s), _t(t), normalize=True).item() == pytest.approx(
+        float(((ps - pt) ** 2).mean()), rel=1e-5
+    )
+
+
+@pytest.mark.parametrize("name", ["resnet8", "wrn_10_2", "cnn"])
+def test_cams_average_to_the_logits(name: str) -> None:
+    """The CAMs' spatial means are the model's logits (GAP and fc commute)."""
+    model = create_model(name, NUM_CLASSES, 3).eval()
+    x = torch.randn(2, 3, 16, 16)
+    captured = {}
+    handle = model.pool.register_forward_pre_hook(lambda m, args: captured.update(a=args[0]))
+    with torch.no_grad():
+        logits = model(x)
+    handle.remove()
+    cams = class_activation_maps(captured["a"], model.fc.weight, model.fc.bias)
+    torch.testing.assert_close(cams.mean(dim=(2, 3)), logits, rtol=1e-4, atol=1e-5)
+
+
+def test_catkd_defaults_and_no_own_state() -> None:
+    d = _build("catkd")
+    assert d.extra_state() == {}  # the fc layers it reads stay the models'
+    assert not any(n.startswith("_") for n, _ in d.named_parameters())
+    cfg = method_config("catkd")
+    assert (cfg.ce_weight, cfg.kd_weight, cfg.resolution, cfg.normalize) == (1.0, 15.0, 2, False)
+    x, y = _batch("cnn")
+    d.eval()
+    with torch.no_grad():
+        _, losses = d(x, y)
+        t_logits = d.teacher(x)
+    # at resolution 1 the loss compares the CAMs' means: the raw logits
+    d1 = _build("catkd", options={"resolution": 1, "kd_weight": 1.0}).eval()
+    with torch.no_grad():
+        s_logits, losses = d1(x, y)
+    assert losses["cat"].item() == pytest.approx(
+        torch.nn.functional.mse_loss(s_logits, t_logits).item(), rel=1e-4
+    )
 
 
 # ----------------------------------------------------------------- every method, two pairs
