@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     for name in list_distillers():
         info = distiller_info(name)
         kind = "features" if info["uses_features"] else ("logits" if info["needs_teacher"] else "baseline")
-        rows.append([name, kind, info["description"], info["source"] or "-"])
-    print(format_table(["method", "uses", "description", "source"], rows))
+        paper = info["source"].split(";")[0] or "-"  # the paper; `calikd methods NAME` shows the rest
+        rows.append([name, kind, info["description"], paper])
+    print(format_table(["method", "uses", "description", "paper"], rows))
     return 0
