@@ -536,6 +536,16 @@ def test_catkd_defaults_and_no_own_state() -> None:
     )
 
 
+def test_phased_methods_refuse_multi_process_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.distributed as dist
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    for method in ("ab", "ft"):
+        with pytest.raises(ConfigError, match="multi-process"):
+            _build(method)
+
+
 # ----------------------------------------------------------------- every method, two pairs
 @pytest.mark.parametrize("mixed", [False, True], ids=["labels", "mixed"])
 @pytest.mark.parametrize("method,pair", CASES)

@@ -23,6 +23,7 @@ average-pooled first.
 
 Defaults (CIFAR-100, RepDistiller ``scripts/run_cifar_distill.sh``: ``--distill abound -a 0 -b 1``;
 ``distiller_zoo/AB.py``: margin 1): CE weight 1, AB weight 1, margin 1, same for every pair.
+Not available under multi-process (DDP) training: parts are idle in one phase or the other.
 """
 
 from __future__ import annotations
@@ -73,6 +74,18 @@ def ab_loss(
         for i, (s, t) in enumerate(zip(student_feats, teacher_feats, strict=True))
     )
     return AB_SCALE * total
+
+
+def refuse_multi_process(method: str, why: str) -> None:
+    """Raise :class:`ConfigError` under multi-process (DDP) training: ``why`` names the phase-wise parts
+    that get no gradient in some steps, which DistributedDataParallel rejects."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        raise ConfigError(
+            f"method '{method}' cannot train under multi-process (DDP) training: {why}",
+            hint="run it on one process (one device)",
+        )
 
 
 class ABConnector(nn.Module):
@@ -130,6 +143,7 @@ class AB(FeatureDistiller):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        refuse_multi_process("ab", "the connectors and the student's fc are each idle in one phase")
         shapes = zip(self.student_layer_names, self.teacher_layer_names, strict=True)
         self.connectors = nn.ModuleList(
             ABConnector(self.student_feature_shapes[s], self.teacher_feature_shapes[t]) for s, t in shapes

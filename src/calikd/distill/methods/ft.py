@@ -20,6 +20,7 @@ Defaults (CIFAR-100, RepDistiller ``scripts/run_cifar_distill.sh``: ``--distill 
 ``distiller_zoo/FT.py``: ``p1 = 2`` is unused, ``p2 = 1``): CE weight 1, FT weight (beta) 200, the last
 feature map before pooling (``feat[-2]``), the same for every pair. A map larger than its partner is
 average-pooled to the partner's size first.
+Not available under multi-process (DDP) training: parts are idle in one phase or the other.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from calikd.distill.base import DistillerConfig, DistillStep, FeatureDistiller
-from calikd.distill.methods.ab import INIT_FRACTION
+from calikd.distill.methods.ab import INIT_FRACTION, refuse_multi_process
 from calikd.distill.methods.at import pool_to_common_size
 from calikd.distill.registry import register_distiller
 from calikd.errors import ConfigError
@@ -133,6 +134,7 @@ class FT(FeatureDistiller):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        refuse_multi_process("ft", "the translator and the paraphraser are each idle in one phase")
         s_shape = self.student_feature_shapes[self.student_layer_names[0]]
         t_shape = self.teacher_feature_shapes[self.teacher_layer_names[0]]
         if len(s_shape) != 3 or len(t_shape) != 3:

@@ -14,9 +14,9 @@ linearly over the first ``warmup_epochs``, as in the authors' ``train_cifar_kd.p
 Class centres: the authors compute them once with the teacher over the training set and load them from
 JSON. Here they are the running class means of the teacher's embeddings over the training batches of the
 first ``center_epochs`` epochs (default 1: one pass over the training set, under the run's augmentation),
-then frozen; a mixed (mixup/CutMix) target adds each embedding to the classes with the target's weights. A
-class not seen yet has no direction and contributes ``1`` (the loss of an orthogonal student). The centres
-are buffers, saved with the method's state for exact resume.
+then frozen (under DDP the ranks' sums are added); a mixed (mixup/CutMix) target adds each embedding to
+the classes with the target's weights. A class not seen yet has no direction and contributes ``1`` (the
+loss of an orthogonal student). The centres are buffers, saved with the method's state for exact resume.
 
 Defaults (CIFAR-100, the authors' ``CIFAR/train_cifar.sh`` and ``train_cifar_kd.py``): CE weight 1, KD
 weight 1, T 4, KD warm-up 20 of 240 epochs (``epochs / 12``), ND weight 2 (resnet56 -> resnet20).
@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -128,8 +129,12 @@ class KDPP(FeatureDistiller):
         """Add the batch's teacher embeddings to the running class sums (weighted by a mixed target)."""
         n = self.center_count.shape[0]
         weights = F.one_hot(target.long(), n).double() if target.ndim == 1 else target.double()
-        self.center_sum += weights.t() @ teacher_emb.double().flatten(1)
-        self.center_count += weights.sum(0)
+        sums, counts = weights.t() @ teacher_emb.double().flatten(1), weights.sum(0)
+        if dist.is_available() and dist.is_initialized():  # every rank's samples count (DDP)
+            dist.all_reduce(sums)
+            dist.all_reduce(counts)
+        self.center_sum += sums
+        self.center_count += counts
 
     def centers(self) -> torch.Tensor:
         """The class centres so far (zero rows for classes not seen yet)."""
