@@ -586,3 +586,13 @@ def test_methods_list_their_source(method: str) -> None:
 
     info = distiller_info(method)
     assert info["uses_features"] and len(info["source"]) > 20
+
+
+@pytest.mark.parametrize("method", list(SPECS))
+def test_runs_under_bf16_autocast(method: str) -> None:
+    d = _build(method)
+    x, target = _batch("cnn", mixed=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, losses = d(x, target)
+    for name, value in losses.items():
+        assert value.dtype == torch.float32 and torch.isfinite(value), name

@@ -43,7 +43,8 @@ def class_activation_maps(
             "CAT-KD needs the feature map fed to the global pooling (B, C, H, W), got "
             f"{tuple(feature_map.shape)}"
         )
-    cams = torch.einsum("bchw,kc->bkhw", feature_map.float(), weight.float())
+    with torch.autocast(feature_map.device.type, enabled=False):  # float32 maps under mixed precision
+        cams = torch.einsum("bchw,kc->bkhw", feature_map.float(), weight.float())
     return cams if bias is None else cams + bias.float()[None, :, None, None]
 
 

@@ -62,7 +62,8 @@ def gaussian_correlation(emb: torch.Tensor, gamma: float = 0.4, order: int = 2) 
     """``(B, D) -> (B, B)``: the order-``order`` Taylor form of the Gaussian RBF kernel of the rows,
     L2-normalised first (see the module docstring)."""
     x = F.normalize(emb.float().flatten(1), p=2, dim=1)
-    dot = x @ x.t()
+    with torch.autocast(x.device.type, enabled=False):  # a float32 Gram matrix under mixed precision
+        dot = x @ x.t()
     out = torch.ones_like(dot)
     for p in range(1, order + 1):
         out = out + (2.0 * gamma) ** p / math.factorial(p) * dot.pow(p)

@@ -42,7 +42,8 @@ def _selectivity(x: torch.Tensor) -> torch.Tensor:
 
 
 def _poly_kernel_mean(a: torch.Tensor, b: torch.Tensor, degree: int, offset: float) -> torch.Tensor:
-    return (torch.bmm(a, b.transpose(1, 2)) + offset).pow(degree).mean()
+    with torch.autocast(a.device.type, enabled=False):  # float32 kernels under mixed precision
+        return (torch.bmm(a.float(), b.float().transpose(1, 2)) + offset).pow(degree).mean()
 
 
 def nst_loss(
