@@ -1,4 +1,4 @@
-"""Feature methods of issue 19 (CC, NST, AB, VID, KD++, OFD, FT): reference values and end-to-end steps.
+"""Feature methods of issue 19 (CC, NST, AB, VID, KD++, OFD, FT, ReviewKD, CAT-KD): values and steps.
 
 Each loss is checked against a NumPy re-derivation from the paper's / the authors' equations (explicit loops,
 no call into calikd), for its invariances, and each distiller on two model pairs (a CNN from a ResNet and a
