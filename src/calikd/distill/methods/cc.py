@@ -18,7 +18,8 @@ trainable, as RepDistiller's ``LinearEmbed``). Two forms of the loss:
 Defaults: the CRD benchmark's CIFAR-100 recipe (RepDistiller ``scripts/run_cifar_distill.sh``: ``--distill
 correlation -a 0 -b 0.02``; ``train_student.py``: ``LinearEmbed`` on ``feat[-1]`` to ``--feat_dim 128``):
 CE weight 1, CC weight (beta) 0.02, no KD term, the pooled embedding. The Gaussian form's gamma 0.4 and P 2
-are the values torchdistill's CC configs use. A batch of one sample has no pairs and contributes 0.
+are torchdistill's (``configs/sample/ilsvrc2012/cckd/resnet18_from_resnet50.yaml``, an ImageNet config:
+the paper gives no CIFAR-100 values). A batch of one sample has no pairs and contributes 0.
 """
 
 from __future__ import annotations
