@@ -388,16 +388,24 @@ def test_ofd_margins_from_batch_norm_or_the_first_batch() -> None:
 # ----------------------------------------------------------------- FT
 def test_ft_loss_is_the_l1_distance_of_normalised_factors(rng: np.random.Generator) -> None:
     s, t = rng.normal(size=(2, 3, 2, 2)), rng.normal(size=(2, 3, 2, 2))
-    total = 0.0
+    paper, repdistiller = 0.0, 0.0
     for b in range(2):
         fs, ft = s[b].ravel() / np.linalg.norm(s[b]), t[b].ravel() / np.linalg.norm(t[b])
-        total += np.abs(fs - ft).sum()
-    assert ft_loss(_t(s), _t(t)).item() == pytest.approx(total / s.size, rel=1e-5)
-    # invariances: a positive scale per sample; by hand: orthogonal unit factors differ by 2 over 2 entries
+        paper += np.abs(fs - ft).sum() / fs.size
+        a_s, a_t = (s[b] ** 2).mean(0).ravel(), (t[b] ** 2).mean(0).ravel()  # channel means of squares
+        repdistiller += np.abs(a_s / np.linalg.norm(a_s) - a_t / np.linalg.norm(a_t)).sum() / a_s.size
+    assert ft_loss(_t(s), _t(t), "paper").item() == pytest.approx(paper / 2, rel=1e-5)
+    assert ft_loss(_t(s), _t(t)).item() == pytest.approx(repdistiller / 2, rel=1e-5)
+    # invariances: a positive scale per sample (both forms), the sign of the factor (RepDistiller's squares)
     scale = rng.uniform(0.5, 3.0, size=(2, 1, 1, 1))
-    assert ft_loss(_t(s * scale), _t(t)).item() == pytest.approx(total / s.size, rel=1e-5)
-    assert ft_loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 5.0]])).item() == pytest.approx(1.0)
+    assert ft_loss(_t(s * scale), _t(t), "paper").item() == pytest.approx(paper / 2, rel=1e-5)
+    assert ft_loss(_t(-s * scale), _t(t)).item() == pytest.approx(repdistiller / 2, rel=1e-5)
+    # by hand: orthogonal unit factors differ by 1 + 1 over 2 entries
+    one, other = torch.tensor([[[[1.0, 0.0]]]]), torch.tensor([[[[0.0, 5.0]]]])
+    assert ft_loss(one, other, "paper").item() == pytest.approx(1.0)
     torch.testing.assert_close(factor(_t(s)).norm(dim=1), torch.ones(2))
+    with pytest.raises(ConfigError, match="factor form"):
+        factor(_t(s), "other")
 
 
 def test_ft_paraphraser_phase_then_factor_phase() -> None:
@@ -418,7 +426,7 @@ def test_ft_paraphraser_phase_then_factor_phase() -> None:
     assert all(p.grad is None for p in d.paraphraser.parameters())  # frozen after its training
     assert all(p.grad is not None for p in d.translator.parameters())
     cfg = method_config("ft")
-    assert (cfg.ce_weight, cfg.kd_weight, cfg.rate) == (1.0, 200.0, 0.5)
+    assert (cfg.ce_weight, cfg.kd_weight, cfg.rate, cfg.factor_form) == (1.0, 200.0, 0.5, "repdistiller")
     with pytest.raises(ConfigError, match="rate"):
         method_config("ft", {"rate": 0.0})
 

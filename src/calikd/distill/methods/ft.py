@@ -3,10 +3,15 @@ NeurIPS 2018).
 
 A *paraphraser* (a convolutional auto-encoder on the teacher's last feature map) compresses it to
 ``rate * C_t`` channels, the teacher *factor*; a *translator* (three 3x3 conv-BN-LeakyReLU layers) maps the
-student's last feature map to the same shape, the student factor. Factors are flattened and L2-normalised
-per sample, and the loss is their mean absolute difference (the paper's ``p = 1``):
+student's last feature map to the same shape, the student factor. Each factor ``x (B, C, H, W)`` becomes a
+per-sample L2-normalised vector and the loss is the mean absolute difference (``p2 = 1``). Two forms of
+the vector:
 
-    F = normalize(flatten(x)),    L_FT = mean_{b, k} |F(T(F_s)) - F(P(F_t))|
+* ``factor_form="repdistiller"`` (default; what produced the CRD benchmark's numbers): the spatial map of
+  the channel mean of ``x^p1`` (``p1 = 2``, RepDistiller's ``FactorTransfer.factor``), an attention map;
+* ``factor_form="paper"``: the flattened factor itself (the paper's ``F / ||F||_2``, its Eq. 3 with p = 1).
+
+    L_FT = mean_{b, k} |v(T(F_s))_bk - v(P(F_t))_bk|,    v(x) = normalize(mean_c x^2) or normalize(vec(x))
 
 Training, as RepDistiller's ``--distill factor``, has two phases. First the paraphraser is trained alone to
 reconstruct the teacher's feature (MSE, its ``init`` stage); then it is frozen and the student is trained
@@ -17,7 +22,7 @@ cross-entropy alone (reported as ``ce`` and the reconstruction as ``ft_rec``; no
 
 Defaults (CIFAR-100, RepDistiller ``scripts/run_cifar_distill.sh``: ``--distill factor -a 0 -b 200``;
 ``models/util.py`` ``Paraphraser``/``Translator``: rate 0.5, LeakyReLU slope 0.1, BN in the translator only;
-``distiller_zoo/FT.py``: ``p1 = 2`` is unused, ``p2 = 1``): CE weight 1, FT weight (beta) 200, the last
+``distiller_zoo/FT.py``: ``p1 = 2``, ``p2 = 1``): CE weight 1, FT weight (beta) 200, the last
 feature map before pooling (``feat[-2]``), the same for every pair. A map larger than its partner is
 average-pooled to the partner's size first.
 Not available under multi-process (DDP) training: parts are idle in one phase or the other.
@@ -41,18 +46,28 @@ from calikd.utils.config import option
 SLOPE = 0.1  # LeakyReLU slope of the paraphraser and the translator
 
 
-def factor(x: torch.Tensor) -> torch.Tensor:
-    """``(B, ...) -> (B, D)``: flattened and L2-normalised per sample."""
-    return F.normalize(x.float().flatten(1), p=2, dim=1)
+FACTOR_FORMS = ("repdistiller", "paper")
 
 
-def ft_loss(student_factor: torch.Tensor, teacher_factor: torch.Tensor, p: int = 1) -> torch.Tensor:
-    """``mean |F(s) - F(t)|^p`` of the normalised factors (``p = 1``: the paper's and RepDistiller's)."""
+def factor(x: torch.Tensor, form: str = "repdistiller", p1: float = 2.0) -> torch.Tensor:
+    """``(B, C, ...) -> (B, D)``, L2-normalised per sample: the channel mean of ``x^p1`` over the spatial
+    positions (``form="repdistiller"``) or the flattened factor (``form="paper"``)."""
+    if form not in FACTOR_FORMS:
+        raise ConfigError(f"FT's factor form must be one of {FACTOR_FORMS}, got {form!r}")
+    x = x.float()
+    v = x.pow(p1).mean(1).flatten(1) if form == "repdistiller" else x.flatten(1)
+    return F.normalize(v, p=2, dim=1)
+
+
+def ft_loss(
+    student_factor: torch.Tensor, teacher_factor: torch.Tensor, form: str = "repdistiller", p2: int = 1
+) -> torch.Tensor:
+    """``mean |v(s) - v(t)|^p2`` of the normalised factor vectors (``p2 = 1``: paper and RepDistiller)."""
     s, t = pool_to_common_size(student_factor.float(), teacher_factor.float())
     if s.shape != t.shape:
         raise ConfigError(f"FT factors differ in shape: {tuple(s.shape)} and {tuple(t.shape)}")
-    diff = (factor(s) - factor(t)).abs()
-    return diff.mean() if p == 1 else diff.pow(p).mean()
+    diff = (factor(s, form) - factor(t, form)).abs()
+    return diff.mean() if p2 == 1 else diff.pow(p2).mean()
 
 
 def _conv_block(cin: int, cout: int, *, bn: bool, transpose: bool = False) -> list[nn.Module]:
@@ -111,6 +126,11 @@ class FTConfig(DistillerConfig):
         max=1.0,
         exclusive_min=True,
     )
+    factor_form: str = option(
+        "repdistiller",
+        "factor vector: RepDistiller's channel mean of squares, or the paper's flattened factor",
+        choices=FACTOR_FORMS,
+    )
     init_epochs: float | None = option(
         None,
         "epochs of the paraphraser's reconstruction training (default: epochs / 8, i.e. 30 of 240)",
@@ -157,5 +177,5 @@ class FT(FeatureDistiller):
             return {**self.ce_term(step), "ft_rec": F.mse_loss(rec.float(), f_t.float())}
         with torch.no_grad():
             teacher_factor = self.paraphraser.encoder(f_t.float())
-        loss = ft_loss(self.translator(f_s), teacher_factor)
+        loss = ft_loss(self.translator(f_s), teacher_factor, self.config.factor_form)
         return {**self.ce_term(step), "ft": self.config.kd_weight * loss}
