@@ -92,3 +92,18 @@ def test_issue19_feature_methods_take_every_augmentation(
         log=None,
     )
     assert all(math.isfinite(v) for k, v in result.history[-1].items() if k.startswith("train_loss"))
+
+
+@pytest.mark.parametrize(
+    "method,first,second", [("ab", {"ab"}, {"ce"}), ("ft", {"ce", "ft_rec"}, {"ce", "ft"})]
+)
+def test_two_phase_methods_switch_phase_in_training(
+    distill_config, teacher_ckpt: str, tmp_path: Path, method: str, first: set, second: set
+) -> None:
+    """AB's and FT's initialisation phase (here epoch 1 of 2), then their second phase, in the real loop."""
+    result = distill(
+        distill_config(teacher_ckpt, tmp_path / method, method=method, method_options={"init_epochs": 1}),
+        log=None,
+    )
+    phases = [{k[len("train_loss_") :] for k in h if k.startswith("train_loss_")} for h in result.history]
+    assert phases == [first, second]
