@@ -200,6 +200,9 @@ def test_methods_command_lists_and_explains(capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     for name in ("kd", "dkd", "crd", "rkd", "ctkd", "ce"):
         assert f"\n{name} " in out
+    assert "Peng et al., ICCV 2019" in out and "distiller_zoo" not in out  # the paper only, in the list
+    assert main(["methods", "cc"]) == 0
+    assert "source: Peng et al., ICCV 2019; defaults: RepDistiller" in capsys.readouterr().out
     assert main(["methods", "dkd"]) == 0
     assert "beta" in capsys.readouterr().out
     assert main(["methods", "dkk"]) == 2

@@ -17,8 +17,8 @@ NEW = {
 
 
 def test_every_method_has_a_source() -> None:
-    missing = [name for name in list_distillers() if not distiller_info(name)["paper"]]
-    assert not missing, f"methods without a source (set the class attribute `paper`): {missing}"
+    missing = [name for name in list_distillers() if not distiller_info(name)["source"]]
+    assert not missing, f"methods without a source (set the class attribute `source`): {missing}"
 
 
 def test_methods_lists_sources_and_dot(capsys: pytest.CaptureFixture[str]) -> None:

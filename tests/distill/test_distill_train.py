@@ -142,7 +142,10 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("method,options", [("kd", {}), ("crd", {"nce_k": 32, "feat_dim": 16})])
+@pytest.mark.parametrize(
+    "method,options",
+    [("kd", {}), ("crd", {"nce_k": 32, "feat_dim": 16}), ("vid", {}), ("kdpp", {"center_epochs": 2})],
+)
 def test_resume_after_interruption_is_exact(
     distill_config, teacher_ckpt: str, tmp_path: Path, method: str, options: dict
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,42 @@ def test_augmix_with_js_term_adds_the_consistency_loss(
     )
     assert result.history[0]["train_loss_js"] >= 0
     assert {"train_loss_ce", "train_loss_kd", "train_loss_js"} <= set(result.history[0])
+
+
+FEATURE_METHODS_19 = ("cc", "nst", "ab", "vid", "kdpp", "ofd", "ft", "reviewkd", "catkd")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("augment", [a for a in AUGMENTS if a != "none"])
+@pytest.mark.parametrize("method", FEATURE_METHODS_19)
+def test_issue19_feature_methods_take_every_augmentation(
+    distill_config, teacher_ckpt: str, tmp_path: Path, method: str, augment: str
+) -> None:
+    """Every augmentation (AugMix with its three views and JS term too) through the real training loop."""
+    result = distill(
+        distill_config(
+            teacher_ckpt,
+            tmp_path / "run",
+            method=method,
+            kd_augment=augment,
+            augmix_js=augment == "augmix",
+            epochs=2,
+        ),
+        log=None,
+    )
+    assert all(math.isfinite(v) for k, v in result.history[-1].items() if k.startswith("train_loss"))
+
+
+@pytest.mark.parametrize(
+    "method,first,second", [("ab", {"ab"}, {"ce"}), ("ft", {"ce", "ft_rec"}, {"ce", "ft"})]
+)
+def test_two_phase_methods_switch_phase_in_training(
+    distill_config, teacher_ckpt: str, tmp_path: Path, method: str, first: set, second: set
+) -> None:
+    """AB's and FT's initialisation phase (here epoch 1 of 2), then their second phase, in the real loop."""
+    result = distill(
+        distill_config(teacher_ckpt, tmp_path / method, method=method, method_options={"init_epochs": 1}),
+        log=None,
+    )
+    phases = [{k[len("train_loss_") :] for k in h if k.startswith("train_loss_")} for h in result.history]
+    assert phases == [first, second]

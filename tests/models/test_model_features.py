@@ -8,7 +8,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from calikd.errors import ModelError
-from calikd.models import FeatureHooks, create_model, feature_stages, list_models, model_info
+from calikd.models import (
+    FeatureHooks,
+    create_model,
+    feature_stages,
+    list_models,
+    model_info,
+    preact_feature_stages,
+)
 
 
 def shapes(features: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
@@ -191,3 +198,14 @@ def test_resnet_preact_is_the_relu_input() -> None:
     with torch.no_grad(), FeatureHooks(model, [*feature_stages(model), "layer3"]) as hooks:
         model(torch.randn(2, 3, 32, 32))
     torch.testing.assert_close(F.relu(hooks.features["layer3.1.preact"]), hooks.features["layer3"])
+
+
+@pytest.mark.parametrize("name", PREACT_MODELS)
+def test_preact_taps_are_declared_without_the_flag(name: str) -> None:
+    """AB and OFD hook pre-ReLU taps on already-built models (a teacher from a checkpoint)."""
+    plain, flagged = create_model(name, 10, 3), create_model(name, 10, 3, preact_features=True)
+    assert preact_feature_stages(plain) == feature_stages(flagged) == preact_feature_stages(flagged)
+    with pytest.raises(ModelError, match="no pre-ReLU"):
+        preact_feature_stages(torch.nn.Linear(2, 2))
+    wrapped = torch.nn.DataParallel(plain)
+    assert preact_feature_stages(wrapped) == tuple(f"module.{n}" for n in preact_feature_stages(plain))

@@ -25,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
     if args.name:
         info = distiller_info(args.name)
         print(f"{info['name']}: {info['description']}")
-        if info["paper"]:
-            print(f"source: {info['paper']}")
+        if info["source"]:
+            print(f"source: {info['source']}")
         print(f"uses features: {info['uses_features']}; needs a teacher: {info['needs_teacher']}")
         rows = [[k, repr(v["default"]), v["help"]] for k, v in info["options"].items()]
         print(format_table(["option", "default", "meaning"], rows))
@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     for name in list_distillers():
         info = distiller_info(name)
         kind = "features" if info["uses_features"] else ("logits" if info["needs_teacher"] else "no teacher")
-        rows.append([name, kind, info["paper"], info["description"]])
+        paper = info["source"].split(";")[0]  # the paper; `calikd methods NAME` shows the rest
+        rows.append([name, kind, paper, info["description"]])
     print(format_table(["method", "uses", "source", "description"], rows))
     print(f"\nwith any method: {DOT_NOTE}")
     return 0

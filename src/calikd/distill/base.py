@@ -98,21 +98,21 @@ class Distiller(nn.Module, abc.ABC):
 
     Class attributes: ``uses_features`` (the method needs intermediate features, so it cannot use cached
     teacher logits), ``needs_teacher`` (False for the student-alone baseline and teacher-free methods),
-    ``needs_index`` (the method needs each sample's dataset index, e.g. CRD's memory bank) and ``paper``
-    (the method's source, shown by ``calikd methods``).
+    ``needs_index`` (the method needs each sample's dataset index, e.g. CRD's memory bank).
 
     ``teacher_calibration`` maps raw teacher logits to calibrated logits (a fitted calibrator's
     ``transform``); it is applied before anything else touches the teacher's output.
     ``student_input`` / ``teacher_input`` are example batches used to find feature shapes (feature methods);
     ``num_samples`` and ``sample_labels`` (the label of every training index) serve index-based methods (CRD).
+    ``source`` cites the paper and the reference code the defaults come from (shown by ``calikd methods``).
     """
 
     method: ClassVar[str] = ""
+    source: ClassVar[str] = ""
     config_class: ClassVar[type[DistillerConfig]] = DistillerConfig
     uses_features: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
     needs_index: ClassVar[bool] = False
-    paper: ClassVar[str] = ""
     #: what taps the feature layers (a subclass of FeatureHooks may capture other tensors, e.g. inputs)
     feature_hooks: ClassVar[type[FeatureHooks]] = FeatureHooks
 

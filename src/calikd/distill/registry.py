@@ -83,7 +83,7 @@ def create_distiller(
 
 
 def distiller_info(name: str) -> dict[str, Any]:
-    """Summary of a method: description, source paper, whether it uses features, options with defaults."""
+    """Summary of a method: description, whether it uses features, its options with defaults and help."""
     cls = distiller_class(name)
     options = {}
     for field_name, (_, field) in config_fields(cls.config_class).items():
@@ -93,7 +93,7 @@ def distiller_info(name: str) -> dict[str, Any]:
     return {
         "name": cls.method,
         "description": doc[0] if doc else "",
-        "paper": cls.paper,
+        "source": cls.source,
         "uses_features": cls.uses_features,
         "needs_teacher": cls.needs_teacher,
         "options": options,

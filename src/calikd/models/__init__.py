@@ -11,7 +11,7 @@ Inputs may have any number of channels and any resolution >= 8 px.
 """
 
 from calikd.models import cnn, mlp, mobilenetv2, resnet, shufflenetv1, shufflenetv2, vgg, wrn
-from calikd.models.features import FeatureHooks, feature_stages
+from calikd.models.features import FeatureHooks, feature_stages, preact_feature_stages
 from calikd.models.registry import (
     count_parameters,
     create_model,
@@ -31,6 +31,7 @@ __all__ = [
     "feature_stages",
     "list_models",
     "model_info",
+    "preact_feature_stages",
     "register_alias",
     "register_model",
     "register_pattern",

@@ -74,8 +74,10 @@ class CNN(nn.Module):
         self.pool = embedding_pool()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(ch, num_classes)
-        tap = f".norm{depth}" if preact_features else ""
-        self.feature_stage_names = (*(f"layer{k}{tap}" for k in range(1, stages + 1)), "pool")
+        self.preact_stage_names = (*(f"layer{k}.norm{depth}" for k in range(1, stages + 1)), "pool")
+        self.feature_stage_names = (*(f"layer{k}" for k in range(1, stages + 1)), "pool")
+        if preact_features:
+            self.feature_stage_names = self.preact_stage_names
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

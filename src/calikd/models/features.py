@@ -21,7 +21,7 @@ from torch.utils.hooks import RemovableHandle
 
 from calikd.errors import ModelError, did_you_mean
 
-__all__ = ["FeatureHooks", "feature_stages"]
+__all__ = ["FeatureHooks", "feature_stages", "preact_feature_stages"]
 
 # attributes through which wrappers expose the wrapped model: DataParallel/DDP, torch.compile
 _WRAPPERS = ("module", "_orig_mod")
@@ -43,6 +43,26 @@ def feature_stages(model: nn.Module) -> tuple[str, ...]:
     raise ModelError(
         f"{type(model).__name__} declares no feature_stage_names",
         hint="pass the module names to hook explicitly, e.g. FeatureHooks(model, ['layer1', 'layer2'])",
+    )
+
+
+def preact_feature_stages(model: nn.Module) -> tuple[str, ...]:
+    """The pre-ReLU counterparts of :func:`feature_stages` (``preact_stage_names``), in forward order.
+
+    Models declare them whatever their ``preact_features`` flag (which only picks the *standard* taps), so
+    methods that need pre-activation features (AB, OFD) hook them on an already-built model, e.g. a teacher
+    loaded from a checkpoint. The last entry is the pooled embedding, as in :func:`feature_stages`.
+    """
+    names = getattr(model, "preact_stage_names", None)
+    if names is not None:
+        return tuple(names)
+    for attr in _WRAPPERS:
+        inner = getattr(model, attr, None)
+        if isinstance(inner, nn.Module) and inner is not model:
+            return tuple(f"{attr}.{n}" for n in preact_feature_stages(inner))
+    raise ModelError(
+        f"{type(model).__name__} declares no pre-ReLU feature taps (preact_stage_names)",
+        hint="name the pre-ReLU modules explicitly with student_layers / teacher_layers",
     )
 
 

@@ -79,8 +79,10 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(features, num_classes)
         self.feature_stage_names = tuple(f"layer{k}" for k in range(1, depth + 1))
-        if preact_features:  # pre-ReLU hidden features; the last tap stays the (post-ReLU) embedding
-            self.feature_stage_names = (*(f"layer{k}.norm" for k in range(1, depth)), f"layer{depth}")
+        # pre-ReLU hidden features; the last tap stays the (post-ReLU) embedding
+        self.preact_stage_names = (*(f"layer{k}.norm" for k in range(1, depth)), f"layer{depth}")
+        if preact_features:
+            self.feature_stage_names = self.preact_stage_names
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.flatten(x)

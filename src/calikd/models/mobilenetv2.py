@@ -64,6 +64,7 @@ class MobileNetV2(nn.Module):
     """RepDistiller's CIFAR MobileNetV2 with width multiplier ``width_mult``."""
 
     feature_stage_names: tuple[str, ...] = ("stem", "blocks.1", "blocks.2", "blocks.4", "blocks.6", "pool")
+    preact_stage_names = feature_stage_names  # linear bottlenecks: no ReLU after the block outputs
 
     def __init__(
         self, num_classes: int, in_channels: int = 3, width_mult: float = 1.0, expand_ratio: int = 6

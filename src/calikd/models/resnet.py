@@ -92,8 +92,9 @@ class ResNet(nn.Module):
         self.layer3 = self._make_layer(widths[2], widths[3], n, stride=2)
         self.pool = embedding_pool()
         self.fc = nn.Linear(widths[3], num_classes)
+        self.preact_stage_names = ("stem", *(f"layer{k}.{n - 1}.preact" for k in (1, 2, 3)), "pool")
         if preact_features:
-            self.feature_stage_names = ("stem", *(f"layer{k}.{n - 1}.preact" for k in (1, 2, 3)), "pool")
+            self.feature_stage_names = self.preact_stage_names
         init_weights(self)
 
     @staticmethod

@@ -75,9 +75,10 @@ class ShuffleNetV1(nn.Module):
         self.layer1, self.layer2, self.layer3 = stages
         self.pool = embedding_pool()
         self.fc = nn.Linear(ch, num_classes)
+        taps = (f"layer{k}.{n - 1}.preact" for k, n in zip((1, 2, 3), num_blocks, strict=True))
+        self.preact_stage_names = ("stem", *taps, "pool")
         if preact_features:
-            taps = (f"layer{k}.{n - 1}.preact" for k, n in zip((1, 2, 3), num_blocks, strict=True))
-            self.feature_stage_names = ("stem", *taps, "pool")
+            self.feature_stage_names = self.preact_stage_names
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -77,9 +77,10 @@ class VGG(nn.Module):
         self.layer4 = _block(cfg[3][-1], cfg[4])
         self.pool = embedding_pool()
         self.fc = nn.Linear(cfg[4][-1], num_classes)
+        last_bn = [f"layer{k}.{3 * len(cfg[k]) - 2}" for k in range(1, 5)]
+        self.preact_stage_names = ("stem", *last_bn, "pool")
         if preact_features:
-            last_bn = [f"layer{k}.{3 * len(cfg[k]) - 2}" for k in range(1, 5)]
-            self.feature_stage_names = ("stem", *last_bn, "pool")
+            self.feature_stage_names = self.preact_stage_names
         init_weights(self, linear="normal")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

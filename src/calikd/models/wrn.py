@@ -87,8 +87,9 @@ class WideResNet(nn.Module):
         self.bn = nn.BatchNorm2d(ch[3])
         self.pool = embedding_pool()
         self.fc = nn.Linear(ch[3], num_classes)
+        self.preact_stage_names = ("stem", "layer2.0.bn1", "layer3.0.bn1", "bn", "pool")
         if preact_features:
-            self.feature_stage_names = ("stem", "layer2.0.bn1", "layer3.0.bn1", "bn", "pool")
+            self.feature_stage_names = self.preact_stage_names
         init_weights(self, linear="zero_bias")
 
     @staticmethod

@@ -25,34 +25,42 @@ from torch import nn
 from calikd.distill.base import DistillerConfig, DistillStep, FeatureDistiller
 from calikd.distill.registry import register_distiller
 from calikd.errors import ConfigError
-from calikd.models import feature_stages
+from calikd.models import feature_stages, preact_feature_stages
 from calikd.utils.config import option
 
 
-def intermediate_stages(model: nn.Module) -> tuple[str, ...]:
+def intermediate_stages(model: nn.Module, *, preact: bool = False) -> tuple[str, ...]:
     """The model's feature stages without the pooled embedding (the last) and without a ``stem``.
 
     These are RepDistiller's ``feat[1:-1]`` for models with a stem; models without one (calikd's plain
-    ``cnn``, the ``mlp``) keep their first stage.
+    ``cnn``, the ``mlp``) keep their first stage. ``preact=True``: the pre-ReLU taps of the same stages
+    (:func:`calikd.models.preact_feature_stages`).
     """
-    stages = list(feature_stages(model))[:-1]
+    stages = list(preact_feature_stages(model) if preact else feature_stages(model))[:-1]
     if stages and stages[0].rsplit(".", 1)[-1] == "stem":
         stages = stages[1:]
     return tuple(stages)
 
 
 def paired_stage_defaults(
-    student: nn.Module, teacher: nn.Module, student_layers: Sequence[str], teacher_layers: Sequence[str]
+    student: nn.Module,
+    teacher: nn.Module,
+    student_layers: Sequence[str],
+    teacher_layers: Sequence[str],
+    *,
+    preact: bool = False,
 ) -> tuple[list[str], list[str]]:
     """Layer specs pairing intermediate stages, deepest first, where the user gave none.
 
     Empty ``student_layers`` / ``teacher_layers`` become the deepest intermediate stages of that model, as
-    many as the other side has (the user's list, or the other model's intermediate stages).
+    many as the other side has (the user's list, or the other model's intermediate stages); ``preact``
+    takes their pre-ReLU taps.
     """
     student_layers, teacher_layers = list(student_layers), list(teacher_layers)
     if student_layers and teacher_layers:
         return student_layers, teacher_layers
-    s_default, t_default = intermediate_stages(student), intermediate_stages(teacher)
+    s_default = intermediate_stages(student, preact=preact)
+    t_default = intermediate_stages(teacher, preact=preact)
     k = len(student_layers or teacher_layers) or min(len(s_default), len(t_default))
     return (
         student_layers or list(s_default[-k:] if k else ()),
@@ -130,7 +138,7 @@ class AT(FeatureDistiller):
     """Attention transfer: match L2-normalised spatial attention maps of intermediate stages."""
 
     config_class = ATConfig
-    paper = "Zagoruyko & Komodakis, ICLR 2017; defaults: RepDistiller"
+    source = "Zagoruyko & Komodakis, ICLR 2017; defaults: RepDistiller (CRD benchmark)"
 
     def feature_layers(self) -> tuple[Sequence[str], Sequence[str]]:
         return paired_stage_defaults(

@@ -24,7 +24,7 @@ class StudentAlone(Distiller):
 
     config_class = CEConfig
     needs_teacher = False
-    paper = "the student alone (baseline)"
+    source = "the student alone (baseline)"
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         return self.ce_term(step)

@@ -246,9 +246,10 @@ class CRD(FeatureDistiller):
     """Contrastive representation distillation: NCE between student and teacher embeddings, memory bank."""
 
     config_class = CRDConfig
+    source = "Tian et al., ICLR 2020; defaults: RepDistiller scripts (CRD benchmark)"
     needs_index = True
     single_pair = True
-    paper = "Tian et al., ICLR 2020 (RepDistiller)"
+    source = "Tian et al., ICLR 2020 (RepDistiller)"
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

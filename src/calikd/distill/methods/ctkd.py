@@ -98,7 +98,7 @@ class CTKD(Distiller):
     """Curriculum temperature KD: a learnt temperature, made adversarial by a cosine-scheduled reversal."""
 
     config_class = CTKDConfig
-    paper = "Li et al., AAAI 2023 (zhengli97/CTKD)"
+    source = "Li et al., AAAI 2023 (zhengli97/CTKD)"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -75,7 +75,7 @@ class DIST(Distiller):
     """DIST: match the teacher's inter- and intra-class relations (Pearson correlations), not its values."""
 
     config_class = DISTConfig
-    paper = "Huang et al., NeurIPS 2022"
+    source = "Huang et al., NeurIPS 2022"
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config

@@ -114,7 +114,7 @@ class DKD(Distiller):
     """Decoupled KD: separately weighted target-class and non-target-class KL terms, warmed up linearly."""
 
     config_class = DKDConfig
-    paper = "Zhao et al., CVPR 2022 (megvii-research/mdistiller)"
+    source = "Zhao et al., CVPR 2022 (megvii-research/mdistiller)"
 
     def warmup_epochs(self) -> float:
         """The warm-up length in epochs (the configured one, else ``epochs / 12``)."""

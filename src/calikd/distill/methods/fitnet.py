@@ -105,7 +105,7 @@ class FitNet(FeatureDistiller):
     """FitNets: regress an intermediate student feature onto the teacher's with an MSE hint loss."""
 
     config_class = FitNetConfig
-    paper = "Romero et al., ICLR 2015; defaults: RepDistiller"
+    source = "Romero et al., ICLR 2015; defaults: RepDistiller train_student.py (CRD benchmark)"
 
     def default_feature_layers(self) -> tuple[Sequence[str], Sequence[str]]:
         return _hint_stage(self.student), _hint_stage(self.teacher)

@@ -82,7 +82,7 @@ class KD(Distiller):
     """Hinton KD: cross-entropy plus the KL divergence between temperature-softened outputs."""
 
     config_class = KDConfig
-    paper = "Hinton et al. 2015; defaults: CRD benchmark (Tian et al., ICLR 2020)"
+    source = "Hinton et al. 2015; defaults: CRD benchmark (Tian et al., ICLR 2020)"
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config

@@ -60,7 +60,7 @@ class LogitStandardization(Distiller):
     """KD on z-scored logits (logit standardisation): the student matches logit relations, not scale."""
 
     config_class = LSConfig
-    paper = "Sun et al., CVPR 2024 (sunshangquan/logit-standardization-KD)"
+    source = "Sun et al., CVPR 2024 (sunshangquan/logit-standardization-KD)"
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config

@@ -83,7 +83,7 @@ class MLKD(Distiller):
     """Multi-level logit distillation: instance, batch and class alignment over several temperatures."""
 
     config_class = MLKDConfig
-    paper = "Jin et al., CVPR 2023 (Jin-Ying/Multi-Level-Logit-Distillation)"
+    source = "Jin et al., CVPR 2023 (Jin-Ying/Multi-Level-Logit-Distillation)"
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config

@@ -90,7 +90,7 @@ class NKD(Distiller):
     """Normalized KD: the teacher's target probability plus its renormalised non-target distribution."""
 
     config_class = NKDConfig
-    paper = "Yang et al., ICCV 2023 (yzd-v/cls_KD)"
+    source = "Yang et al., ICCV 2023 (yzd-v/cls_KD)"
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config

@@ -60,7 +60,7 @@ class PKT(FeatureDistiller):
     """Probabilistic knowledge transfer: match in-batch cosine-similarity distributions of embeddings."""
 
     config_class = PKTConfig
-    paper = "Passalis & Tefas, ECCV 2018; defaults: RepDistiller"
+    source = "Passalis & Tefas, ECCV 2018; defaults: RepDistiller (CRD benchmark)"
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         total = sum(pkt_loss(s, t, self.config.eps) for s, t in self.feature_pairs(step))

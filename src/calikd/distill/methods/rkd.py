@@ -104,7 +104,7 @@ class RKD(FeatureDistiller):
     """Relational KD: match normalised pairwise distances and triplet angles of the embeddings."""
 
     config_class = RKDConfig
-    paper = "Park et al., CVPR 2019; defaults: RepDistiller"
+    source = "Park et al., CVPR 2019; defaults: RepDistiller (CRD benchmark)"
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config

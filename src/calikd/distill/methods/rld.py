@@ -99,7 +99,7 @@ class RLD(Distiller):
     """Refined logit distillation: the teacher's confidence on the label, and its ranking below the label."""
 
     config_class = RLDConfig
-    paper = "Sun et al., ICCV 2025, arXiv 2408.07703 (zju-SWJ/RLD)"
+    source = "Sun et al., ICCV 2025, arXiv 2408.07703 (zju-SWJ/RLD)"
 
     def warmup_epochs(self) -> float:
         """The warm-up length in epochs (the configured one, else ``epochs / 12``)."""

@@ -128,7 +128,7 @@ class SDD(FeatureDistiller):
     config_class = SDDConfig
     feature_hooks = InputHooks
     single_pair = True
-    paper = "Wei et al., CVPR 2024 (shicaiwei123/SDD-CVPR2024)"
+    source = "Wei et al., CVPR 2024 (shicaiwei123/SDD-CVPR2024)"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -60,7 +60,7 @@ class SP(FeatureDistiller):
     """Similarity-preserving KD: match the row-normalised batch similarity matrices of a feature map."""
 
     config_class = SPConfig
-    paper = "Tung & Mori, ICCV 2019; defaults: RepDistiller"
+    source = "Tung & Mori, ICCV 2019; defaults: RepDistiller (CRD benchmark)"
     default_layer = "-2"  # the last feature map before pooling
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:

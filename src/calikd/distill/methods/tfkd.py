@@ -85,7 +85,7 @@ class TFKD(Distiller):
 
     config_class = TFKDConfig
     needs_teacher = False
-    paper = "Yuan et al., CVPR 2020 (yuanli2333/Teacher-free-Knowledge-Distillation)"
+    source = "Yuan et al., CVPR 2020 (yuanli2333/Teacher-free-Knowledge-Distillation)"
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config

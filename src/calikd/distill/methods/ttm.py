@@ -53,7 +53,7 @@ class TTM(Distiller):
     """Transformed teacher matching: the student's plain softmax matches the temperature-softened teacher."""
 
     config_class = TTMConfig
-    paper = "Zheng & Yang, ICLR 2024"
+    source = "Zheng & Yang, ICLR 2024"
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config

@@ -59,7 +59,7 @@ class WTTM(Distiller):
     """Weighted TTM: TTM weighted per sample by the power sum of the teacher's probabilities."""
 
     config_class = WTTMConfig
-    paper = "Zheng & Yang, ICLR 2024"
+    source = "Zheng & Yang, ICLR 2024"
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config
