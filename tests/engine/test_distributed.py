@@ -190,7 +190,18 @@ def test_teacher_cli_under_torchrun_matches_single_process(tmp_path: Path) -> No
     assert proc.stdout.count("epoch   2/2") == 1
     single = train_teacher(TeacherConfig(**teacher_args(tmp_path / "single")), log=None)
     ddp = json.loads((tmp_path / "ddp" / "summary.json").read_text())
-    assert ddp["extra"] == {"world_size": 2}
+    assert ddp["extra"]["world_size"] == 2
+    assert (
+        ddp["extra"]["precision"]
+        == {**single.extra["precision"]}
+        == {
+            "requested": "fp32",
+            "chosen": "fp32",
+            "source": "forced",
+            "images_per_s": {},
+            "reason": "",
+        }
+    )
     close(ddp["test_last"], single.test_last)
     for h_ddp, h_single in zip(ddp["history"], single.history, strict=True):
         for key in ("val_accuracy", "val_nll", "val_ece", "train_loss", "train_accuracy"):
