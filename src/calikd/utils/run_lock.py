@@ -19,6 +19,7 @@ import contextvars
 import functools
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -84,6 +85,7 @@ class RunDirLock:
                     return
                 if holder:
                     raise self._locked(holder)
+                time.sleep(0.01)  # created but not written yet (the exclusive-create fallback): look again
             raise self._locked(self._read() or "")
         except OSError as exc:
             self._remove_created()
