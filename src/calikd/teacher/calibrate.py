@@ -203,7 +203,7 @@ def calibrate_checkpoint(
         raise ConfigError(f"unknown split '{fit_split}'; fit on 'val'")
     if fit_split == "train":
         warnings.warn(
-            "fitting a calibrator on the training split: the model has seen it; use val", stacklevel=2
+            "fitting a calibrator on the training split: the model has seen it; use val", stacklevel=3
         )
     stem = checkpoint_stem(checkpoint)
     written = stem if out_dir is None else Path(out_dir) / stem.name  # stem of the files written
