@@ -8,7 +8,7 @@ DEMO_EPOCHS ?= 15
 DEMO_OUT ?= runs/demo/resnet20-fashion-mnist
 DEMO_DB ?= runs/calikd.db
 
-.PHONY: demo demo-teacher test test-slow lint format bench data clean
+.PHONY: demo demo-teacher test test-slow gpu-check lint format bench data clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,20 +27,23 @@ demo-teacher: $(STAMP) data
 		--out $(DEMO_OUT) --overwrite
 
 test: $(STAMP) data
-	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks scripts/gpu-check
+	$(PY) -m ruff format --check src tests benchmarks scripts/gpu-check
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP) data
 	$(PY) -m pytest -q -m slow
 
+gpu-check: $(STAMP) data
+	$(PY) scripts/gpu-check --device cuda
+
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks scripts/gpu-check
+	$(PY) -m ruff format --check src tests benchmarks scripts/gpu-check
 
 format: $(STAMP)
-	$(PY) -m ruff format src tests benchmarks
-	$(PY) -m ruff check --fix src tests benchmarks
+	$(PY) -m ruff format src tests benchmarks scripts/gpu-check
+	$(PY) -m ruff check --fix src tests benchmarks scripts/gpu-check
 
 bench: $(STAMP) data
 	$(PY) benchmarks/teacher_training.py

@@ -7,6 +7,7 @@ The CLI prints ``error: <message>`` (and ``hint: <hint>``) and exits with :attr:
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 
 
@@ -51,6 +52,26 @@ class TrainingDivergedError(CalikdError, FloatingPointError):
         super().__init__(
             message, hint or "lower the learning rate (--lr) or clip the gradients (--grad-clip)"
         )
+
+
+class WriteError(CalikdError, OSError):
+    """A file could not be written (disk full, quota, permissions); the message names the file. Also an
+    :class:`OSError`, so code that handles failed writes keeps doing so."""
+
+    def __init__(self, path: str, exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        hint = (
+            "free some space on that disk (or raise the quota), or write to another folder with --out"
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            else "check the folder's permissions and free space, or write to another folder with --out"
+        )
+        CalikdError.__init__(self, f"cannot write '{path}': {reason}", hint)
+        self.errno, self.strerror, self.filename = exc.errno, exc.strerror, path
+
+
+class Terminated(KeyboardInterrupt):
+    """The process got SIGTERM (a scheduler's time limit, ``kill``): it unwinds like Ctrl-C, so run-folder
+    locks are released and a sweep puts its current run back to pending; the CLI exits with 143."""
 
 
 class ModelError(CalikdError, KeyError):

@@ -92,11 +92,12 @@ def test_mixed_sizes_error_or_resize(tmp_path: Path, gen) -> None:
     root = tmp_path / "tree"
     gen.save_image(root / "train" / "a" / "0.png", gen.rgb_pattern(1, (8, 8)))
     gen.save_image(root / "train" / "a" / "1.png", gen.rgb_pattern(2, (16, 12)))
+    gen.save_image(root / "train" / "b" / "0.png", gen.rgb_pattern(4, (8, 8)))
     gen.save_image(root / "test" / "a" / "0.png", gen.rgb_pattern(3, (8, 8)))
     with pytest.raises(DataError, match=r"(?s)mixed sizes: .*1\.png' is 16x12.*0\.png' is 8x8.*image_size"):
         load_dataset("imagefolder", root)
     ds = load_dataset("imagefolder", root, image_size=(6, 10), val_fraction=0.0)
-    assert ds.train.images.shape == (2, 3, 6, 10) and ds.info.image_size == (6, 10)
+    assert ds.train.images.shape == (3, 3, 6, 10) and ds.info.image_size == (6, 10)
 
 
 def test_imagefolder_val_folder_modes(tmp_path: Path, gen) -> None:
@@ -118,7 +119,7 @@ def test_imagefolder_errors(tmp_path: Path, gen) -> None:
     with pytest.raises(DataError, match="needs train/ and test/"):
         load_dataset("imagefolder", tmp_path)
     root = tmp_path / "tree"
-    _tree(root, gen, {"train": {"a": 1}, "test": {"zebra": 1}})
+    _tree(root, gen, {"train": {"a": 1, "b": 1}, "test": {"zebra": 1}})
     with pytest.raises(DataError, match="zebra"):
         load_dataset("imagefolder", root)
     with pytest.raises(ConfigError, match=r"no option 'imagesize'.*did you mean 'image_size'"):
@@ -221,6 +222,7 @@ def test_cinic10_wrong_classes(tmp_path: Path, gen) -> None:
 def test_split_sizes_must_agree(tmp_path: Path, gen) -> None:
     root = tmp_path / "tree"
     gen.save_image(root / "train" / "a" / "0.png", gen.rgb_pattern(1, (8, 8)))
+    gen.save_image(root / "train" / "b" / "0.png", gen.rgb_pattern(3, (8, 8)))
     gen.save_image(root / "test" / "a" / "0.png", gen.rgb_pattern(2, (10, 10)))
     with pytest.raises(DataError, match=r"test images are 10x10 \(HxW\) but the train images are 8x8"):
         load_dataset("imagefolder", root)

@@ -13,6 +13,7 @@ from bad_input_helpers import DATA, EVAL, FAST, MODEL, RunCli, assert_refused, c
 from calikd.engine.run import prepare_run_dir
 from calikd.errors import ConfigError, TrainingDivergedError
 from calikd.teacher import TeacherConfig, train_teacher
+from calikd.utils.run_lock import LOCK_NAME, run_dir_lock_scope
 
 TRAIN = ["train-teacher", *DATA, *MODEL, *FAST]
 
@@ -323,9 +324,11 @@ def test_api_divergence_is_a_calikd_error_and_leaves_no_folder(tmp_path: Path) -
 
 def test_api_prepare_run_dir_checks_without_creating(tmp_path: Path) -> None:
     out = tmp_path / "a" / "b"
-    prepare_run_dir(out, resume=False, overwrite=False, run_files=())
+    with run_dir_lock_scope():  # the run's lock creates the folder; nothing written, nothing is left
+        prepare_run_dir(out, resume=False, overwrite=False, run_files=())
+        assert (out / LOCK_NAME).is_file()
     assert not (tmp_path / "a").exists() and list(tmp_path.iterdir()) == []
     (tmp_path / "a").write_text("x")
     message = f"output folder '{out}' is not writable: '{tmp_path / 'a'}' is a file, not a folder"
-    with pytest.raises(ConfigError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message)), run_dir_lock_scope():
         prepare_run_dir(out, resume=False, overwrite=False, run_files=())

@@ -115,6 +115,7 @@ class Calibrator(abc.ABC):
         self.num_classes: int | None = None
         self.from_probs: bool = False
         self.record: dict[str, Any] = {}
+        self.source: Path | None = None  # the file it was loaded from (named in errors)
         self._fitted = False
 
     # ----------------------------------------------------------------------------------- subclass hooks

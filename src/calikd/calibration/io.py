@@ -186,6 +186,7 @@ def load_calibrator(path: str | os.PathLike[str], *, expected: type[_C] | None =
     except (ValueError, KeyError) as exc:
         raise CheckpointError(f"'{json_path}' has invalid '{cls.method}' parameters: {exc}") from exc
     calibrator.num_classes = num_classes
+    calibrator.source = json_path
     calibrator.from_probs = bool(doc.get("from_probs", False))
     record = doc.get("record")
     calibrator.record = record if isinstance(record, dict) else {}

@@ -145,10 +145,18 @@ def _check_determinable(zc: torch.Tensor, zy: torch.Tensor) -> None:
         )
 
 
+#: The widest temperatures calikd fits or applies: far beyond any useful one, and well inside the range where
+#: ``z / T`` keeps the order of float32 logits (a T of 1e300 underflows them to ties and changes the argmax).
+T_LIMITS = (1e-4, 1e4)
+
+
 def _check_bounds(t_min: float, t_max: float) -> None:
-    if not (math.isfinite(t_min) and math.isfinite(t_max) and 0 < t_min < t_max):
+    lo, hi = T_LIMITS
+    finite = math.isfinite(t_min) and math.isfinite(t_max)
+    if not (finite and 0 < t_min < t_max and lo <= t_min and t_max <= hi):
         raise ConfigError(
-            f"temperature bounds must satisfy 0 < t_min < t_max < inf; got t_min={t_min}, t_max={t_max}"
+            f"temperature bounds must satisfy 0 < t_min < t_max < inf, within [{lo:g}, {hi:g}]; got "
+            f"t_min={t_min}, t_max={t_max}"
         )
 
 
@@ -359,6 +367,13 @@ class TemperatureScaling(Calibrator):
 
     def _transform(self, z: torch.Tensor) -> torch.Tensor:
         assert self.temperature is not None
+        if not self.t_min <= self.temperature <= self.t_max:  # set by hand since the fit or the load
+            source = f"calibrator '{self.source}'" if self.source else "this temperature calibrator"
+            raise ConfigError(
+                f"{source} has temperature {self.temperature!r}, outside its fitting range "
+                f"[t_min={self.t_min:g}, t_max={self.t_max:g}]",
+                hint="refit it with `calikd calibrate`",
+            )
         return z / self.temperature
 
     def _params(self) -> dict[str, float]:
@@ -368,4 +383,9 @@ class TemperatureScaling(Calibrator):
         t = params.get("temperature")
         if not (isinstance(t, int | float) and math.isfinite(t) and t > 0):
             raise ValueError(f"'temperature' must be a positive finite number; got {t!r}")
+        if not self.t_min <= t <= self.t_max:
+            raise ValueError(
+                f"'temperature' {t!r} is outside the range its fit allows [t_min={self.t_min:g}, "
+                f"t_max={self.t_max:g}]: the file was not written by a fit (refit it with `calikd calibrate`)"
+            )
         self.temperature = float(t)

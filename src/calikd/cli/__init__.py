@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
 
 from calikd import __version__
 from calikd.cli import (
@@ -22,7 +26,7 @@ from calikd.cli import (
     sweep_cmd,
     train_teacher_cmd,
 )
-from calikd.errors import CalikdError
+from calikd.errors import CalikdError, Terminated
 
 SUBCOMMANDS = (
     train_teacher_cmd,
@@ -82,15 +86,44 @@ def _innermost_parser(parser: argparse.ArgumentParser, args: argparse.Namespace)
         parser = subs[0].choices[chosen]
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _cli_process() -> Iterator[None]:
+    """What the ``calikd`` process sets up around a command: SIGTERM unwinds like Ctrl-C (locks are released,
+    see :class:`~calikd.errors.Terminated`); file names that are not UTF-8 print escaped instead of failing;
+    Pillow's decompression-bomb warning is silenced, as calikd refuses every such image with its own error."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
+    if main_thread and previous in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            with contextlib.suppress(Exception):
+                stream.reconfigure(errors="backslashreplace")
+    try:
+        with warnings.catch_warnings():
+            from PIL import Image
+
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        if main_thread and previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input or a file that cannot be read or written,
-    130 interrupted)."""
+    130 interrupted by Ctrl-C, 143 terminated by SIGTERM)."""
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:
         _innermost_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
     try:
-        return int(args.handler(args) or 0)
+        with _cli_process():
+            return int(args.handler(args) or 0)
     except CalikdError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
@@ -100,6 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" '{exc.filename}'" if exc.filename else ""
         print(f"error: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(
+            "terminated (SIGTERM); what was saved is kept: rerun with --resume to continue a training run",
+            file=sys.stderr,
+        )
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -29,6 +29,7 @@ from calikd.corruptions.base import SEVERITIES
 from calikd.data.dataset import ArrayDataset
 from calikd.errors import DataError
 from calikd.utils.io import atomic_write, atomic_write_json
+from calikd.utils.run_lock import hold_run_dir, locks_run_dir
 from calikd.utils.seed import derive_seed
 
 CHUNK = 1000
@@ -226,6 +227,7 @@ class CorruptedSet:
         return out
 
 
+@locks_run_dir
 def write_corrupted_set(
     split: ArrayDataset,
     out_dir: str | os.PathLike[str],
@@ -240,13 +242,14 @@ def write_corrupted_set(
     """Write the "-C" set of ``split`` into ``out_dir`` (CIFAR-10-C layout plus ``manifest.json``).
 
     A corruption whose file is already there with the SHA-256 recorded in the manifest of the same settings
-    is kept, so an interrupted run continues. Every file is written atomically; the manifest last.
+    is kept, so an interrupted run continues. Every file is written atomically; the manifest last. The folder
+    is locked meanwhile (one writer at a time, see :mod:`calikd.utils.run_lock`).
     """
     from calikd.store.files import file_sha256
 
     source = GeneratedCorruptions(split, corruptions, seed=seed, table=table, device=device)
     folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    hold_run_dir(folder)  # creates it
     settings = {
         "format": FORMAT,
         "dataset": dataset,

@@ -2,9 +2,10 @@
 
 The cache entry of a split lives in ``<cache>/decoded/<name>-<split>-<key>/`` (``images.npy``,
 ``labels.npy``, ``meta.json`` written last). ``key`` hashes the dataset name, split, the resolved root, the
-decoding options and the list of (relative path, size in bytes, label) of every file, so adding, removing,
-relabelling or replacing a file decodes again, while a later load with the same files reads the arrays only
-(``np.load(..., allow_pickle=False)``), without opening any image. ``meta.json`` records the arrays' SHA-256:
+decoding options and the list of (relative path, digest of the file's bytes, label) of every file, so
+adding, removing, relabelling, replacing or editing a file in place decodes again, while a later load with
+the same files reads every file once (to hash it, far cheaper than decoding) and the arrays
+(``np.load(..., allow_pickle=False)``), without decoding any image. ``meta.json`` records the arrays' SHA-256:
 a damaged entry (or any that cannot be read) is decoded again.
 """
 
@@ -31,7 +32,7 @@ from calikd.errors import ConfigError, DataError
 from calikd.utils.io import atomic_write, atomic_write_json
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
-CACHE_VERSION = 2  # 2: meta.json records the arrays' SHA-256
+CACHE_VERSION = 3  # 2: meta.json records the arrays' SHA-256; 3: keyed by the files' content
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
@@ -207,13 +208,25 @@ def _cache_key(
             sort_keys=True,
         ).encode()
     )
-    for path, label in zip(files, labels, strict=True):
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise DataError(f"cannot read '{path}': {exc.strerror or exc}") from exc
-        h.update(f"\n{path.relative_to(root).as_posix()}\t{size}\t{label}".encode())
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        digests = pool.map(_content_digest, files)
+        for path, label, digest in zip(files, labels, digests, strict=True):
+            name = os.fsencode(path.relative_to(root).as_posix())  # the bytes on disk, UTF-8 or not
+            h.update(b"\n" + name + f"\t{digest}\t{label}".encode())
     return h.hexdigest()
+
+
+def _content_digest(path: Path) -> str:
+    """A digest of the file's bytes: an image edited in place (same name, same size) is a new entry."""
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    except OSError as exc:
+        raise DataError(f"cannot read '{path}': {exc.strerror or exc}") from exc
+    return digest.hexdigest()
 
 
 _ARRAYS = ("images.npy", "labels.npy")

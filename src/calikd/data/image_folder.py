@@ -13,6 +13,7 @@ Options: ``image_size`` (int or (H, W): resize everything; required when sizes d
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,10 @@ from calikd.data.registry import BuildContext, RawDataset, register_dataset
 from calikd.errors import ConfigError, DataError, did_you_mean
 
 VALID_CHOICES = ("use", "merge", "ignore")
+
+
+class DataWarning(UserWarning):
+    """A dataset that loads but is probably not what was meant (e.g. a class without training images)."""
 
 
 def check_valid_choice(valid: str) -> str:
@@ -81,6 +86,32 @@ def decode_class_split(
     )
 
 
+def check_classes_trained(
+    train_dir: Path, classes: list[str], train: ArrayDataset, test: ArrayDataset
+) -> None:
+    """Every class needs training images: an empty class folder is an error, or a warning when the test
+    split has images of that class (the model can then be scored on it, and will miss every one)."""
+    counts = train.labels.bincount(minlength=len(classes)).tolist()
+    tested = test.labels.bincount(minlength=len(classes)).tolist()
+    empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
+    if not empty:
+        return
+    folders = ", ".join(f"'{train_dir / c}'" for c in empty[:5]) + (" ..." if len(empty) > 5 else "")
+    untested = [c for c in empty if tested[classes.index(c)] == 0]
+    if untested:
+        raise DataError(
+            f"class folder(s) {folders} hold no images: a class without training or test images cannot be "
+            "learnt or scored",
+            hint="add images to it, or remove the empty folder",
+        )
+    warnings.warn(
+        f"class folder(s) {folders} hold no training images; the model cannot learn these classes, but the "
+        "test split has images of them",
+        DataWarning,
+        stacklevel=3,
+    )
+
+
 def check_same_size(train: ArrayDataset, other: ArrayDataset, split: str) -> None:
     """A :class:`DataError` unless ``other``'s images have train's size."""
     if other.images.shape[2:] != train.images.shape[2:]:
@@ -136,12 +167,19 @@ def build_imagefolder(
     classes = class_folders(train_dir)
     if not classes:
         raise DataError(f"'{train_dir}' has no class folders")
+    if len(classes) == 1:
+        raise DataError(
+            f"'{train_dir}' has a single class folder ('{classes[0]}'): a classifier needs at least two "
+            "classes (with one, every prediction is right and every metric is trivially perfect)",
+            hint="put one sub-folder per class under train/ (and test/)",
+        )
     ds_name = "imagefolder"
     kwargs = {"channels": channels, "image_size": size, "cache_dir": cache_dir}
     train = decode_class_split(ds_name, "train", train_dir, classes, **kwargs)
     kwargs["channels"] = train.images.shape[1]  # the other splits follow train's channel count
     test = decode_class_split(ds_name, "test", test_dir, classes, **kwargs)
     check_same_size(train, test, "test")
+    check_classes_trained(train_dir, classes, train, test)
     val_dir = find_split_dir(root, ("val", "valid"))
     val = None
     if val_dir is not None and valid != "ignore":

@@ -37,6 +37,7 @@ from calikd.engine.run import (
     check_resumable,
     check_world_size,
     is_better,
+    locks_run_dir,
     mean_throughput,
     prepare_run_dir,
     recorded_precision,
@@ -49,6 +50,7 @@ from calikd.models import create_model, model_info
 from calikd.store import load_state_into, read_checkpoint
 from calikd.utils.config import config_fields, config_to_dict
 from calikd.utils.device import Precision
+from calikd.utils.io import json_text
 from calikd.utils.seed import derive_seed
 
 RUN_FILES = (*CHECKPOINT_FILES, "report.json", "report.md", "reliability.png")
@@ -184,7 +186,7 @@ def _check_same_distillation(
     saved: dict[str, Any], teacher: DistillTeacher | None, method_options: dict[str, Any]
 ) -> None:
     """Refuse to resume with another teacher, calibrator or effective method options (e.g. a refitted T)."""
-    now_teacher = json.loads(json.dumps(teacher.describe())) if teacher is not None else None
+    now_teacher = json.loads(json_text(teacher.describe())) if teacher is not None else None
     then_teacher = saved.get("teacher")
     diffs = []
     if (then_teacher or {}).get("checkpoint_id") != (now_teacher or {}).get("checkpoint_id"):
@@ -194,7 +196,7 @@ def _check_same_distillation(
         diffs.append("the teacher's calibrator")
     elif then_t.get("calibrator_applied") != now_t.get("calibrator_applied"):
         diffs.append("whether the teacher's calibrator is applied")
-    if json.loads(json.dumps(saved.get("method_options"))) != json.loads(json.dumps(method_options)):
+    if json.loads(json_text(saved.get("method_options"))) != json.loads(json_text(method_options)):
         diffs.append(f"the method options ({saved.get('method_options')} then, {method_options} now)")
     if diffs:
         raise ConfigError(
@@ -447,6 +449,7 @@ def _evaluate_student(
     )
 
 
+@locks_run_dir  # the run folder's lock, taken in prepare_run_dir, ends with the run
 def distill(
     config: DistillConfig,
     *,

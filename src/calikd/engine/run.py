@@ -1,5 +1,6 @@
-"""What teacher training and distillation share around their epoch loop: run folders (refuse to clobber,
-overwrite, resume checks), per-epoch seeding, and the per-epoch checkpoints, one process or many (DDP)."""
+"""What teacher training and distillation share around their epoch loop: run folders (one writer at a time,
+refuse to clobber, overwrite, resume checks), per-epoch seeding, and the per-epoch checkpoints, one process
+or many (DDP)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from calikd.engine.distributed import Distributed
 from calikd.errors import CalikdError, ConfigError
 from calikd.store import read_checkpoint, save_checkpoint
 from calikd.utils.io import check_writable_dir
+from calikd.utils.run_lock import hold_run_dir
+from calikd.utils.run_lock import locks_run_dir as locks_run_dir  # the trainers' decorator
 from calikd.utils.seed import derive_seed, make_generator
 
 # Config keys that may change between a run and its resumption without changing the result.
@@ -37,11 +40,26 @@ def prepare_run_dir(
     run_files: Iterable[str],
     runtime: Distributed | None = None,
 ) -> None:
-    """Check that ``out_dir`` may be written as asked: an earlier run there needs ``resume`` or ``overwrite``
-    (which deletes the earlier run's ``run_files``; under DDP rank 0 deletes them and every rank waits);
-    ``resume`` needs an earlier run. A new ``out_dir`` is not created here but by the first checkpoint saved,
-    so a run that fails before then leaves nothing behind."""
+    """Lock ``out_dir`` for this run and check that it may be written as asked: an earlier run there needs
+    ``resume`` or ``overwrite`` (which deletes the earlier run's ``run_files``; under DDP rank 0 deletes them
+    and every rank waits); ``resume`` needs an earlier run.
+
+    The lock (see :mod:`calikd.utils.run_lock`; taken by rank 0 alone under DDP, and every rank fails if it
+    cannot be had) lasts until the trainer decorated with :func:`locks_run_dir` ends. A new ``out_dir`` is
+    removed again then if nothing was written to it, so a run that fails early leaves nothing behind."""
     runtime = runtime or Distributed()
+    check_writable_dir(out_dir)
+    refused: CalikdError | None = None
+    if runtime.is_main:
+        try:
+            hold_run_dir(out_dir)
+        except CalikdError as exc:
+            refused = exc
+    agreed = runtime.agree(0 if refused else 1)  # the other ranks learn that rank 0 could not lock it
+    if refused is not None:
+        raise refused
+    if not agreed:
+        raise ConfigError(f"rank 0 could not lock the output folder '{out_dir}' (see its message)")
     last_json = out_dir / "last.json"
     if last_json.exists() and not (resume or overwrite):
         raise ConfigError(
@@ -50,7 +68,6 @@ def prepare_run_dir(
         )
     if resume and not last_json.exists():
         raise ConfigError(f"--resume given but '{out_dir}' holds no checkpoint (last.json) to resume from")
-    check_writable_dir(out_dir)
     if overwrite and runtime.is_main:
         for stale in run_files:
             (out_dir / stale).unlink(missing_ok=True)

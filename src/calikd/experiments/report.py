@@ -30,6 +30,7 @@ from calikd.report import (
     write_report,
 )
 from calikd.store.results import ResultsStore, RunRecord
+from calikd.utils.run_lock import hold_run_dir, locks_run_dir
 
 TEACHER_METRICS = ("accuracy", "nll", "ece", "ace", "oe")
 STUDENT_METRICS = ("accuracy", "ece", "ace", "nll", "entropy")
@@ -503,6 +504,7 @@ def _student_reliability(doc: MarkdownDoc, results: SweepResults, limit: int = 6
             shown += 1
 
 
+@locks_run_dir
 def sweep_report(
     db_path: str,
     sweep: str,
@@ -516,7 +518,7 @@ def sweep_report(
         runs = store.list_runs(sweep=sweep)
         counts = store.status_counts(sweep=sweep)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    hold_run_dir(out)  # one writer at a time; creates it
     results = SweepResults(runs)
     doc = MarkdownDoc().heading(f"Sweep `{sweep}`", 1)
     doc.paragraph(
@@ -538,6 +540,7 @@ def sweep_report(
     return write_report(doc, out, "report", title=f"calikd sweep {sweep}")
 
 
+@locks_run_dir
 def run_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path]:
     """Markdown + HTML for one distillation run folder (from its ``report.json``)."""
     folder = Path(run_dir)
@@ -547,6 +550,7 @@ def run_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tuple[
             f"'{run_dir}' holds no report.json (not a finished distillation run)",
             hint="give a run folder written by `calikd distill`, or a sweep name with --db",
         )
+    hold_run_dir(out_dir or folder)  # not while the run (or another report) writes there
     data = json.loads(path.read_text())
     doc = MarkdownDoc().heading(f"Distillation run `{folder}`", 1)
     extra = data.get("extra", {})

@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from calikd.distill.config import DistillConfig
-from calikd.errors import ConfigError, did_you_mean
+from calikd.errors import CalikdError, ConfigError, did_you_mean
 from calikd.store.results import run_id_for
 from calikd.teacher.config import TeacherConfig
 from calikd.utils.config import config_fields, config_from_dict, load_config_file
@@ -146,6 +147,37 @@ def _check_keys(data: dict[str, Any], valid: tuple[str, ...], where: str) -> Non
             )
 
 
+_MAX_NAME = 100
+
+
+def check_name(name: Any, what: str) -> str:
+    """``name`` if it is one safe path component (it names a folder of the sweep), else a ConfigError."""
+    text = str(name)
+    bad = (
+        not text
+        or text.startswith(".")
+        or len(text) > _MAX_NAME
+        or any(c in text for c in "/\\")
+        or any(ord(c) < 32 or ord(c) == 127 for c in text)
+        or text != text.strip()
+    )
+    if bad:
+        raise ConfigError(
+            f"{what} {text!r} cannot name a folder: it must be one path component of at most {_MAX_NAME} "
+            "characters, without '/', '\\', control characters or surrounding spaces, not starting "
+            "with '.'",
+            hint="use letters, digits, '-', '_' and '.', e.g. 'r20-long'",
+        )
+    return text
+
+
+def _path_safe(text: str) -> str:
+    """``text`` with the characters that would leave or nest a folder replaced (for run names built from
+    values such as a calibrator path)."""
+    safe = "".join("_" if c in "/\\" or ord(c) < 32 else c for c in text)
+    return "_" + safe[1:] if safe.startswith(".") else safe
+
+
 def _refuse_own(data: dict[str, Any], own: tuple[str, ...], where: str) -> None:
     clash = sorted(set(data) & set(own))
     if clash:
@@ -157,7 +189,7 @@ def parse_spec(data: dict[str, Any], *, default_name: str = "sweep") -> SweepSpe
     if not isinstance(data, dict):
         raise ConfigError(f"a sweep must be a mapping of keys to values, not {type(data).__name__}")
     _check_keys(data, SPEC_KEYS, "the sweep file")
-    name = str(data.get("name") or default_name)
+    name = check_name(data.get("name") or default_name, "sweep name")
     teacher_defaults = dict(data.get("teacher_defaults") or {})
     _refuse_own(teacher_defaults, _TEACHER_OWN, "teacher_defaults")
     dataset = data.get("dataset")
@@ -165,9 +197,7 @@ def parse_spec(data: dict[str, Any], *, default_name: str = "sweep") -> SweepSpe
     teachers: list[TeacherEntry] = []
     for entry in _as_list(data.get("teachers"), "teachers"):
         entry = {"model": entry} if isinstance(entry, str) else dict(entry)
-        label = str(
-            entry.pop("name", None) or entry.get("model") or Path(str(entry.get("checkpoint"))).parent.name
-        )
+        label = check_name(entry.pop("name", None) or _default_teacher_name(entry), "teacher name")
         if "checkpoint" in entry:
             if set(entry) != {"checkpoint"}:
                 raise ConfigError(f"teacher '{label}': an existing checkpoint takes no training options")
@@ -190,7 +220,7 @@ def parse_spec(data: dict[str, Any], *, default_name: str = "sweep") -> SweepSpe
             {
                 "method": entry["method"],
                 "options": dict(entry.get("options") or {}),
-                "name": entry.get("name"),
+                "name": check_name(entry["name"], "method name") if entry.get("name") else None,
             }
         )
     students = []
@@ -198,7 +228,11 @@ def parse_spec(data: dict[str, Any], *, default_name: str = "sweep") -> SweepSpe
         entry = {"model": entry} if isinstance(entry, str) else dict(entry)
         _check_keys(entry, ("model", "kwargs", "name"), "a students entry")
         students.append(
-            {"model": entry["model"], "kwargs": dict(entry.get("kwargs") or {}), "name": entry.get("name")}
+            {
+                "model": entry["model"],
+                "kwargs": dict(entry.get("kwargs") or {}),
+                "name": check_name(entry["name"], "student name") if entry.get("name") else None,
+            }
         )
     distill = dict(data.get("distill") or {})
     _refuse_own(distill, _DISTILL_OWN, "distill")
@@ -269,6 +303,15 @@ def load_spec(path: str | Path) -> SweepSpec:
     return parse_spec(load_config_file(path), default_name=Path(path).stem)
 
 
+def _default_teacher_name(entry: dict[str, Any]) -> str:
+    """A teacher's name when it has none: its model, or the folder of its checkpoint."""
+    if entry.get("model"):
+        return str(entry["model"])
+    path = Path(str(entry.get("checkpoint")))
+    folder = path if path.is_dir() else path.parent
+    return _path_safe(Path(os.path.abspath(folder)).name or "teacher")
+
+
 def _short(value: Any) -> str:
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -280,9 +323,16 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
     """
     plans: list[RunPlan] = []
     teacher_ckpt: dict[str, tuple[str, tuple[str, ...]]] = {}
+    sweep_calibrator: dict[str, str] = {}  # foreign teacher -> the calibrator this sweep fits for it
     for teacher in spec.teachers:
+        cal_out = None
         if teacher.checkpoint is not None:
             teacher_ckpt[teacher.name] = (teacher.checkpoint, ())
+            # a checkpoint from outside: its calibrator and report go into the sweep, never next to it
+            cal_out = f"{spec.out}/teachers/{teacher.name}-calibration"
+            stem = _uncalibrated_stem(teacher.checkpoint)
+            if stem is not None:
+                sweep_calibrator[teacher.name] = f"{cal_out}/{stem.name}.calibrator.json"
         else:
             assert teacher.config is not None
             run_id = run_id_for({"kind": "teacher", **teacher.config})
@@ -298,7 +348,7 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
                 cal_id,
                 f"{teacher.name}-calibrate",
                 cal_config,
-                str(Path(checkpoint).parent),
+                cal_out or str(Path(checkpoint).parent),
                 deps,
             )
         )
@@ -327,7 +377,7 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
                         "student_kwargs": student["kwargs"],
                         "method": method["method"],
                         "method_options": method["options"],
-                        "teacher_calibration": calibration,
+                        "teacher_calibration": _teacher_calibration(calibration, teacher, sweep_calibrator),
                         "kd_augment": augment,
                         "student_resolution": resolution,
                         "teacher_input": "full" if baseline or resolution is None else teacher_input,
@@ -351,7 +401,7 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
                         f"res{_short(resolution)}-{teacher_input}" if resolution is not None else None,
                         f"s{seed}",
                     ]
-                    name = "-".join(p for p in parts if p)
+                    name = _path_safe("-".join(str(p) for p in parts if p))
                     deps: tuple[str, ...] = ()
                     if teacher:  # a raw-logit student does not wait for its teacher's calibration
                         checkpoint, tdeps = teacher_ckpt[teacher.name]
@@ -364,6 +414,25 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
     if spec.robustness is not None:
         plans.extend(_robustness_plans(spec, plans, teacher_ckpt))
     return plans
+
+
+def _uncalibrated_stem(checkpoint: str) -> Path | None:
+    """The stem of a foreign checkpoint that has no calibrator stored next to it; None when it has one (or
+    cannot be read: its runs will say why)."""
+    from calikd.teacher.calibrate import checkpoint_stem, find_calibrator
+
+    try:
+        return checkpoint_stem(checkpoint) if find_calibrator(checkpoint) is None else None
+    except CalikdError:
+        return None
+
+
+def _teacher_calibration(calibration: str, teacher: TeacherEntry | None, sweep_calibrator: dict) -> str:
+    """``teacher_calibration`` of a student: ``auto`` and ``temperature`` of a foreign teacher without a
+    calibrator of its own name the one this sweep fits for it (inside the sweep folder)."""
+    if teacher is not None and teacher.name in sweep_calibrator and calibration in ("auto", "temperature"):
+        return sweep_calibrator[teacher.name]
+    return calibration
 
 
 def _robustness_plans(

@@ -54,15 +54,15 @@ def run_teacher(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
 
 def run_calibrate(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
     """Evaluate a teacher on val and test, before and after temperature scaling fitted on val."""
-    from calikd.teacher.calibrate import calibrate_checkpoint, find_calibrator
+    from calikd.teacher.calibrate import calibrate_checkpoint
 
     checkpoint = plan.config["checkpoint"]
-    # Never replace a calibrator the user stored next to their own checkpoint. A teacher this sweep trained
-    # (the run depends on it) is the sweep's own: a calibrator there is this run's, written by an attempt
-    # killed before it was recorded (or copied with an adopted teacher); write it again so that this attempt
-    # records the same artifacts as an uninterrupted one.
-    write = bool(plan.depends_on) or find_calibrator(checkpoint) is None
-    outcome = calibrate_checkpoint(checkpoint, [plan.config["method"]], write=write, plots=write)
+    # Files go to the plan's folder: next to a teacher this sweep trained, inside the sweep for a checkpoint
+    # from outside (whose own folder, and any calibrator the user stored there, is never written to). A
+    # calibrator already there is this run's, written by an attempt killed before it was recorded (or copied
+    # with an adopted teacher); write it again so that this attempt records the same artifacts as an
+    # uninterrupted one.
+    outcome = calibrate_checkpoint(checkpoint, [plan.config["method"]], out_dir=plan.out_dir)
     method = outcome.methods[0]
     metrics: dict[str, Any] = {}
     for split in ("val", "test"):

@@ -152,6 +152,6 @@ def write_report(
     text = doc.text(base_dir=out_dir)
     out = ensure_writable_dir(out_dir)
     md_path, html_path = out / f"{name}.md", out / f"{name}.html"
-    atomic_write_bytes(md_path, text.encode("utf-8"))
-    atomic_write_bytes(html_path, page.encode("utf-8"))
+    atomic_write_bytes(md_path, text.encode("utf-8", errors="backslashreplace"))
+    atomic_write_bytes(html_path, page.encode("utf-8", errors="backslashreplace"))
     return md_path, html_path

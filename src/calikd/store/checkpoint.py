@@ -42,7 +42,7 @@ from calikd.store.files import (
     serialize_tensors,
 )
 from calikd.store.tensor_tree import pack_tree, unpack_tree
-from calikd.utils.io import atomic_write_bytes, atomic_write_json
+from calikd.utils.io import atomic_write_bytes, atomic_write_json, json_text
 
 __all__ = [
     "BEST",
@@ -176,11 +176,11 @@ def save_checkpoint(
         state_weights = serialize_tensors(tensors)
         doc = {"format": STATE_FORMAT, "format_version": 1, "tensors_sha256": _sha(state_weights)}
         doc["tree"] = tree
-        state_meta = (json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+        state_meta = (json_text(doc) + "\n").encode()
         files.update({paths.state_weights: state_weights, paths.state_meta: state_meta})
         meta_out["train_state_sha256"] = _sha(state_meta)
     try:
-        json.dumps(meta_out, sort_keys=True)
+        json_text(meta_out)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"checkpoint meta is not JSON-serialisable: {exc}") from exc
 

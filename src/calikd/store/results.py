@@ -76,9 +76,7 @@ import csv
 import io
 import json
 import os
-import re
 import secrets
-import socket
 import sqlite3
 import threading
 import time
@@ -98,6 +96,8 @@ from calikd.store.results_schema import (
     store_error,
 )
 from calikd.utils.io import atomic_write_bytes
+from calikd.utils.process import PID_NAMESPACE_TAG as _PID_NAMESPACE_TAG
+from calikd.utils.process import default_worker, worker_is_gone
 
 __all__ = [
     "DEFAULT_DB_PATH",
@@ -153,49 +153,6 @@ class UnknownRunError(ResultsStoreError, KeyError):
 
 class ClaimLostError(ResultsStoreError):
     """This worker no longer holds the run: another worker reclaimed it after its heartbeat went stale."""
-
-
-def default_worker() -> str:
-    """``host:pid`` of this process: who claimed a run."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-_INIT_PID_NAMESPACE = 0xEFFFFFFC  # the inode of Linux's initial PID namespace (PROC_PID_INIT_INO)
-_DEFAULT_WORKER = re.compile(r"(?P<host>.+):(?P<pid>[0-9]+)/[0-9a-f]+(?P<ns>@[0-9]+)?")
-
-
-def _pid_namespace_tag() -> str:
-    """``""`` in the initial PID namespace (or without PID namespaces), else ``@<inode>`` (a container):
-    a pid names a process only within its namespace, so default worker names carry the tag."""
-    try:
-        inode = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return ""
-    return "" if inode == _INIT_PID_NAMESPACE else f"@{inode}"
-
-
-_PID_NAMESPACE_TAG = _pid_namespace_tag()
-
-
-def worker_is_gone(worker: str | None) -> bool:
-    """True if ``worker`` is a default worker name (``host:pid/token``) of a process of this machine and PID
-    namespace that no longer exists: its runs can be taken over without waiting for the heartbeat to go
-    stale. False when unsure (another machine or container, a name given by hand, a pid in use again)."""
-    match = _DEFAULT_WORKER.fullmatch(worker or "")
-    if os.name != "posix" or match is None or match["host"] != socket.gethostname():
-        return False
-    if (match["ns"] or "") != _PID_NAMESPACE_TAG:
-        return False
-    pid = int(match["pid"])
-    if pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)  # signal 0: only checks that the process exists
-    except ProcessLookupError:
-        return True
-    except OSError:  # e.g. EPERM: it exists, as another user
-        return False
-    return False
 
 
 def _iso_utc(t: float | None) -> str | None:

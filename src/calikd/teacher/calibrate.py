@@ -24,6 +24,7 @@ from calikd.metrics import CalibrationReport, calibration_report
 from calikd.report import ReliabilityPanel, plot_reliability_diagrams
 from calikd.store.checkpoint import checkpoint_id, resolve_paths
 from calikd.utils.io import atomic_write_bytes, atomic_write_json
+from calikd.utils.run_lock import hold_run_dir, locks_run_dir
 
 OBJECTIVES = ("nll", "ece", "ace", "brier")
 TABLE_METRICS = (
@@ -47,8 +48,11 @@ def checkpoint_stem(checkpoint: str | Path) -> Path:
 
 def calibrator_stem(checkpoint: str | Path, method: str | None = None) -> Path:
     """Where the (primary, when ``method`` is None) calibrator of ``checkpoint`` is stored."""
-    stem = checkpoint_stem(checkpoint)
-    return _suffixed(stem, ".calibrator" if method is None else f".calibrator-{method}")
+    return _suffixed(checkpoint_stem(checkpoint), _calibrator_suffix(method))
+
+
+def _calibrator_suffix(method: str | None) -> str:
+    return ".calibrator" if method is None else f".calibrator-{method}"
 
 
 def _suffixed(stem: Path, suffix: str) -> Path:
@@ -169,6 +173,7 @@ class CalibrationOutcome:
         return "\n".join(lines) + "\n"
 
 
+@locks_run_dir
 def calibrate_checkpoint(
     checkpoint: str | Path,
     methods: Sequence[str] = ("temperature",),
@@ -183,11 +188,13 @@ def calibrate_checkpoint(
     batch_size: int = 1024,
     write: bool = True,
     plots: bool = True,
+    out_dir: str | Path | None = None,
 ) -> CalibrationOutcome:
     """Fit ``methods`` on ``fit_split`` of the checkpoint's dataset; report val and test metrics.
 
     ``fit_split="test"`` is allowed here but warns (the CLI refuses it). With ``write`` the calibrators and
-    the report are written next to the checkpoint (see the module docstring).
+    the report are written next to the checkpoint (see the module docstring), or into ``out_dir`` under the
+    checkpoint's file names; that folder is locked meanwhile (see :mod:`calikd.utils.run_lock`).
     """
     names = resolve_methods(methods)
     if objective not in OBJECTIVES:
@@ -196,9 +203,12 @@ def calibrate_checkpoint(
         raise ConfigError(f"unknown split '{fit_split}'; fit on 'val'")
     if fit_split == "train":
         warnings.warn(
-            "fitting a calibrator on the training split: the model has seen it; use val", stacklevel=2
+            "fitting a calibrator on the training split: the model has seen it; use val", stacklevel=3
         )
     stem = checkpoint_stem(checkpoint)
+    written = stem if out_dir is None else Path(out_dir) / stem.name  # stem of the files written
+    if write:
+        hold_run_dir(written.parent)
     splits = tuple(dict.fromkeys((fit_split, "val", "test")))
     outputs = checkpoint_logits(
         checkpoint,
@@ -241,9 +251,10 @@ def calibrate_checkpoint(
         records={m: cal.record for m, cal in fitted.items()},
     )
     if write:
-        targets = {m: calibrator_stem(stem, None if i == 0 else m) for i, m in enumerate(fitted)}
+        suffixes = {m: _calibrator_suffix(None if i == 0 else m) for i, m in enumerate(fitted)}
+        targets = {m: _suffixed(written, suffix) for m, suffix in suffixes.items()}
         outcome.artifacts = {m: str(_suffixed(t, ".json")) for m, t in targets.items()}
-        paths = {ext: _suffixed(stem, f".calibration{ext}") for ext in (".json", ".md", ".png")}
+        paths = {ext: _suffixed(written, f".calibration{ext}") for ext in (".json", ".md", ".png")}
         if plots:
             panels = [ReliabilityPanel("uncalibrated (test)", before["test"].reliability, before["test"].ece)]
             for m in names:
@@ -251,7 +262,8 @@ def calibrate_checkpoint(
                 panels.append(ReliabilityPanel(f"{m} (test)", report.reliability, report.ece))
             outcome.plot = str(plot_reliability_diagrams(panels, paths[".png"]))
         outcome.report_files = [str(paths[".json"]), str(paths[".md"])]
-        atomic_write_bytes(paths[".md"], outcome.markdown().encode())
+        # a file name that is not UTF-8 shows escaped (as \\xff) in the report
+        atomic_write_bytes(paths[".md"], outcome.markdown().encode(errors="backslashreplace"))
         atomic_write_json(paths[".json"], outcome.to_dict())
         weights = checkpoint_id(stem)
         for method, cal in fitted.items():  # last: a failure above leaves no calibrator behind

@@ -33,6 +33,7 @@ from calikd.engine.run import (
     check_resumable,
     check_world_size,
     is_better,
+    locks_run_dir,
     mean_throughput,
     prepare_run_dir,
     recorded_precision,
@@ -170,6 +171,7 @@ def train_one_epoch(
     }
 
 
+@locks_run_dir  # the run folder's lock, taken in prepare_run_dir, ends with the run
 def train_teacher(
     config: TeacherConfig,
     *,

@@ -2,8 +2,8 @@
 
 A config is a dataclass whose fields are declared with :func:`option` (default, help, choices, bounds).
 The same field names are valid YAML keys (``snake_case``) and CLI flags (``--kebab-case``). Unknown keys,
-wrong types and out-of-range numbers raise :class:`~calikd.errors.ConfigError` naming the key (and the
-nearest valid one).
+wrong types, NaN or infinite numbers (anywhere, also inside mappings such as ``method_options``) and
+out-of-range numbers raise :class:`~calikd.errors.ConfigError` naming the key (and the nearest valid one).
 Precedence: dataclass defaults < ``--config FILE.yaml`` < flags given on the command line.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -66,9 +67,9 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if origin is dict or base is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"config key '{key}' must be a mapping; got {value!r}")
-        return dict(value)
+        return {k: _free_value(f"{key}.{k}", v) for k, v in value.items()}
     if base is Any:
-        return value
+        return _free_value(key, value)
     if base is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"config key '{key}' must be true or false; got {value!r}")
@@ -76,7 +77,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if base is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}' must be a number; got {value!r}")
-        return float(value)
+        return _finite(key, value)
     if base is int:
         if isinstance(value, bool) or not (
             isinstance(value, int) or (isinstance(value, float) and value.is_integer())
@@ -87,6 +88,34 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if not isinstance(value, (str, Path)):
             raise ConfigError(f"config key '{key}' must be a string; got {value!r}")
         return str(value)
+    return value
+
+
+def _finite(key: str, value: float) -> float:
+    """``value`` as a float if it is finite: NaN or inf in an option would only surface later, as invalid
+    JSON or as "training diverged" after a wasted epoch."""
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(
+            f"config key '{key}' must be a finite number; got {value!r}",
+            hint="NaN and infinity are not valid settings",
+        )
+    return number
+
+
+def _free_value(key: str, value: Any) -> Any:
+    """A value of a free-form option (a mapping such as ``method_options``): floats inside must be finite."""
+    if isinstance(value, float):
+        _finite(key, value)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _free_value(f"{key}.{k}", v)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _free_value(f"{key}[{i}]", v)
     return value
 
 

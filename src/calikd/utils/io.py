@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from calikd.errors import ConfigError
+from calikd.errors import ConfigError, WriteError
 
 
 def _umask() -> int:
@@ -23,12 +24,16 @@ def _umask() -> int:
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path``; on success fsync and rename it over ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left untouched. The file gets the usual
+    On any exception the temporary file is removed and ``path`` is left untouched; a failed write (a full
+    disk) raises :class:`~calikd.errors.WriteError` naming ``path``. The file gets the usual
     permissions of a new file (``0o666`` minus the umask), not ``mkstemp``'s private ``0o600``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -36,10 +41,16 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
             os.fchmod(fh.fileno(), 0o666 & ~_umask())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError | FileNotFoundError):
+            raise _write_error(path, exc) from exc  # e.g. a full disk: say which file
         raise
+
+
+def _write_error(path: Path, exc: OSError) -> WriteError:
+    return exc if isinstance(exc, WriteError) else WriteError(str(path), exc)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -48,11 +59,29 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         fh.write(data)
 
 
+def json_ready(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by ``None`` (JSON ``null``: "undefined", e.g. the
+    ECE of a run without a val split), so that the JSON written is standard JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any, *, indent: int | None = 2) -> str:
+    """The JSON text calikd writes into files: sorted keys, non-finite floats as ``null`` (see
+    :func:`json_ready`) and ``allow_nan=False``, so that no file ever holds ``NaN`` or ``Infinity``."""
+    return json.dumps(json_ready(obj), indent=indent, sort_keys=True, allow_nan=False)
+
+
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    """Write ``obj`` as indented JSON (:func:`json_text`) to ``path`` atomically."""
+    text = json_text(obj) + "\n"
     with atomic_write(path, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True)
-        fh.write("\n")
+        fh.write(text)
 
 
 def _not_writable(path: Path, reason: str) -> ConfigError:
