@@ -5,10 +5,10 @@ be prepared for inference once:
 
 - ``eager``: the module as it is;
 - ``channels_last``: a copy in channels_last memory format (conv nets; 1.3-12x on the project's CPUs);
-- ``compiled``: that copy under ``torch.compile`` (inductor folds batch norm into the convolutions and fuses
-  element-wise ops), tried only when the run is long enough to repay the compile time
-  (``batches x measured seconds per batch x COMPILE_GAIN > compile seconds``, the compile time measured
-  once and remembered per machine).
+- ``compiled``: that copy under ``torch.compile`` with inductor's freezing (weights as constants, batch
+  norm folded into the convolutions, element-wise ops fused, oneDNN weights pre-packed), tried only when
+  the run is long enough to repay the compile time (``batches x measured seconds per batch x COMPILE_GAIN >
+  compile seconds``, the compile time measured once and remembered per machine).
 
 ``auto`` measures eager and channels_last on a few batches and picks with the deterministic rule of
 :func:`calikd.engine.precision.choose_fastest`; the measurements are remembered per (machine, model, input,
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch._inductor.config as inductor_config
 from torch import nn
 
 from calikd.engine import probe_cache
@@ -106,7 +107,15 @@ def _build(module: nn.Module, name: str) -> tuple[Callable[[torch.Tensor], torch
     fast = copy.deepcopy(module).eval().to(memory_format=torch.channels_last)
     if name == "channels_last":
         return fast, True
-    return torch.compile(fast, dynamic=False), True
+    compiled = torch.compile(fast, dynamic=False)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        # inductor's freezing: weights become constants, batch norm folds into the convolutions and
+        # oneDNN weights are pre-packed (only while compiling; the teacher never changes)
+        with inductor_config.patch(freezing=True):
+            return compiled(x)
+
+    return run, True
 
 
 def _time(
