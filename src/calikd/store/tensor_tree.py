@@ -135,9 +135,14 @@ def pack_tree(obj: Any) -> tuple[dict[str, torch.Tensor], Any]:
     return packer.tensors, skeleton
 
 
+MAX_DEPTH = 200  # a training state is a few levels deep; deeper skeletons are damaged or hostile
+
+
 def _unpack(node: Any, tensors: dict[str, torch.Tensor], path: tuple[Any, ...]) -> Any:
     if node is None or isinstance(node, (bool, int, float, str)):
         return node
+    if len(path) > MAX_DEPTH:  # explicit: Python's recursion limit varies (torch.compile raises it)
+        raise RecursionError
     if isinstance(node, list):
         return [_unpack(v, tensors, (*path, i)) for i, v in enumerate(node)]
     if not isinstance(node, dict):
