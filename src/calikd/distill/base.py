@@ -113,6 +113,9 @@ class Distiller(nn.Module, abc.ABC):
     uses_features: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
     needs_index: ClassVar[bool] = False
+    warmup_fraction: ClassVar[float] = (
+        0.0  # share of the run a loss warm-up lasts by default (see warmup_epochs)
+    )
     #: what taps the feature layers (a subclass of FeatureHooks may capture other tensors, e.g. inputs)
     feature_hooks: ClassVar[type[FeatureHooks]] = FeatureHooks
 
@@ -196,6 +199,12 @@ class Distiller(nn.Module, abc.ABC):
                 hooks.remove()
 
     # ----------------------------------------------------------------- state
+    def warmup_epochs(self) -> float:
+        """The length of a linear loss warm-up in epochs: the config's ``warmup_epochs`` when set, else
+        ``epochs x warmup_fraction`` (methods that warm up set the class attribute)."""
+        configured = getattr(self.config, "warmup_epochs", None)
+        return configured if configured is not None else self.epochs * self.warmup_fraction
+
     def set_epoch(self, epoch: int, epochs: int) -> None:
         """Called by the trainer at the start of each epoch (1-based) of ``epochs`` (curricula, warm-ups)."""
         self.epoch, self.epochs = int(epoch), int(epochs)

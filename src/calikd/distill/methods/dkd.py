@@ -116,10 +116,7 @@ class DKD(Distiller):
     config_class = DKDConfig
     source = "Zhao et al., CVPR 2022 (megvii-research/mdistiller)"
 
-    def warmup_epochs(self) -> float:
-        """The warm-up length in epochs (the configured one, else ``epochs / 12``)."""
-        cfg = self.config
-        return cfg.warmup_epochs if cfg.warmup_epochs is not None else self.epochs * WARMUP_FRACTION
+    warmup_fraction = WARMUP_FRACTION
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config

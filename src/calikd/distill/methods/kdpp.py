@@ -102,6 +102,7 @@ class KDPP(FeatureDistiller):
     """KD++: KD plus the ND loss (student embedding along the teacher's class centre, with a large norm)."""
 
     config_class = KDPPConfig
+    warmup_fraction = WARMUP_FRACTION
     single_pair = True
     source = "Wang et al., ICCV 2023; defaults: authors' CIFAR/train_cifar.sh, train_cifar_kd.py, utils.py"
 
@@ -118,11 +119,6 @@ class KDPP(FeatureDistiller):
         num_classes = _num_classes(self.teacher)
         self.register_buffer("center_sum", torch.zeros(num_classes, t_shape[0], dtype=torch.float64))
         self.register_buffer("center_count", torch.zeros(num_classes, dtype=torch.float64))
-
-    def warmup_epochs(self) -> float:
-        """The KD warm-up length in epochs (the configured one, else ``epochs / 12``)."""
-        cfg = self.config
-        return cfg.warmup_epochs if cfg.warmup_epochs is not None else self.epochs * WARMUP_FRACTION
 
     @torch.no_grad()
     def update_centers(self, teacher_emb: torch.Tensor, target: torch.Tensor) -> None:

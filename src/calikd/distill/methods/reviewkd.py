@@ -126,6 +126,7 @@ class ReviewKD(FeatureDistiller):
     """Knowledge review: attention-based fusion of student levels, hierarchical context loss per level."""
 
     config_class = ReviewKDConfig
+    warmup_fraction = WARMUP_FRACTION
     source = (
         "Chen et al., CVPR 2021; defaults: authors' CIFAR-100/script/reviewKD.sh, mdistiller "
         "mdistiller/distillers/ReviewKD.py, engine/cfg.py"
@@ -165,6 +166,5 @@ class ReviewKD(FeatureDistiller):
             outputs.insert(0, out)
         loss = hcl_loss(outputs, [t for _, t in pairs])
         cfg = self.config
-        warmup = cfg.warmup_epochs if cfg.warmup_epochs is not None else self.epochs * WARMUP_FRACTION
-        ramp = warmup_factor(self.epoch, warmup)
+        ramp = warmup_factor(self.epoch, self.warmup_epochs())
         return {**self.ce_term(step), "reviewkd": cfg.kd_weight * ramp * loss}

@@ -101,10 +101,7 @@ class RLD(Distiller):
     config_class = RLDConfig
     source = "Sun et al., ICCV 2025, arXiv 2408.07703 (zju-SWJ/RLD)"
 
-    def warmup_epochs(self) -> float:
-        """The warm-up length in epochs (the configured one, else ``epochs / 12``)."""
-        cfg = self.config
-        return cfg.warmup_epochs if cfg.warmup_epochs is not None else self.epochs * WARMUP_FRACTION
+    warmup_fraction = WARMUP_FRACTION
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config
