@@ -1,0 +1,85 @@
+"""A sweep that spends its time training: the training share it prints and reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from calikd.experiments import parse_spec, run_sweep
+from calikd.experiments.overhead import SweepTiming, append_timing, read_timings, total
+from calikd.experiments.report import sweep_report
+from calikd.store.results import ResultsStore
+
+DATA = {"train_size": 160, "test_size": 64, "num_classes": 3, "seed": 2}
+FAST = {"batch_size": 32, "precision": "fp32", "device": "cpu", "teacher_path": "eager"}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, object, list[str]]:
+    """One teacher, calibrated, and two students of it (raw and calibrated) with seeded cutmix."""
+    root = tmp_path_factory.mktemp("study")
+    spec = parse_spec(
+        {
+            "name": "study",
+            "out": str(root / "out"),
+            "dataset": "synthetic",
+            "dataset_options": DATA,
+            "teachers": [{"name": "t", "model": "cnn", "model_kwargs": {"width": 4}}],
+            "teacher_defaults": {"epochs": 1, "lr": 0.05, "batch_size": 32, "precision": "fp32"},
+            "calibrations": ["none", "temperature"],
+            "methods": ["kd"],
+            "students": [{"model": "cnn", "kwargs": {"width": 4}}],
+            "kd_augments": ["cutmix"],
+            "seeds": [0],
+            "distill": {"epochs": 2, "lr": 0.05, **FAST},
+        }
+    )
+    db = str(root / "calikd.db")
+    lines: list[str] = []
+    outcome = run_sweep(spec, db_path=db, log=lines.append)
+    assert outcome.ok
+    return db, root, outcome, lines
+
+
+def test_timing_ratio_and_line() -> None:
+    timing = SweepTiming(wall_s=20.0, train_loop_s=15.0, runs=3, slots=1)
+    assert timing.ratio == pytest.approx(0.75)
+    assert timing.line() == "training loops 15.0 s of 20.0 s wall (3 runs): 75% training, 25% overhead"
+    two = SweepTiming(wall_s=10.0, train_loop_s=15.0, runs=4, slots=2)
+    assert two.ratio == pytest.approx(0.75) and "x 2 workers" in two.line()
+    assert SweepTiming(wall_s=1.0, train_loop_s=0.0, runs=0).ratio is None
+    both = total([timing, two, SweepTiming(5.0, 0.0, 0)])  # a process that ran nothing does not count
+    assert (both.wall_s, both.train_loop_s, both.runs) == (40.0, 30.0, 7)
+
+
+def test_timings_append_and_survive_a_bad_file(tmp_path: Path) -> None:
+    assert read_timings(tmp_path) == []
+    append_timing(tmp_path, SweepTiming(2.0, 1.0, 1))
+    append_timing(tmp_path, SweepTiming(4.0, 3.0, 2, 2))
+    assert read_timings(tmp_path) == [SweepTiming(2.0, 1.0, 1), SweepTiming(4.0, 3.0, 2, 2)]
+    (tmp_path / "timing.json").write_text("{not json")
+    assert read_timings(tmp_path) == []
+
+
+def test_sweep_prints_and_records_its_training_share(sweep: tuple) -> None:
+    db, root, outcome, lines = sweep
+    with ResultsStore(db) as store:
+        runs = store.list_runs(sweep="study")
+    loops = {r.kind: [] for r in runs}
+    for r in runs:
+        loops[r.kind].append(r.metrics.get("train_loop_s"))
+        if r.kind in ("teacher", "distill"):  # the epoch loops are part of the run
+            assert 0 < r.metrics["train_loop_s"] < r.wall_time_s
+    assert loops["calibrate"] == [None]
+    expected = sum(v for kind in ("teacher", "distill") for v in loops[kind])
+    timing = outcome.timing
+    assert timing.runs == 4 and timing.slots == 1
+    assert timing.train_loop_s == pytest.approx(expected)
+    assert timing.ratio == pytest.approx(expected / timing.wall_s) and 0 < timing.ratio < 1
+    assert lines[-1] == f"sweep 'study': {timing.line()}"
+    assert read_timings(root / "out") == [timing]
+    md, _ = sweep_report(db, "study", root / "report")
+    assert f"Training loops took {timing.ratio:.0%} of the sweep's wall time" in md.read_text()
+    assert json.loads((root / "out" / "timing.json").read_text())[0]["runs"] == 4
