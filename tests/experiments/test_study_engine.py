@@ -83,3 +83,53 @@ def test_sweep_prints_and_records_its_training_share(sweep: tuple) -> None:
     md, _ = sweep_report(db, "study", root / "report")
     assert f"Training loops took {timing.ratio:.0%} of the sweep's wall time" in md.read_text()
     assert json.loads((root / "out" / "timing.json").read_text())[0]["runs"] == 4
+
+
+def test_students_of_one_teacher_share_its_logits_on_disk(sweep: tuple) -> None:
+    db, root, _, _ = sweep
+    with ResultsStore(db) as store:
+        students = [r for r in store.list_runs(sweep="study") if r.kind == "distill"]
+    assert [r.config["teacher_calibration"] for r in students] == ["none", "temperature"]
+    steps = 2 * ((160 - 16) // 32)  # 2 epochs of the 144 training images (val holds 10%) in batches of 32
+    first, second = (r.metrics for r in students)
+    assert (first["teacher_cache_hits"], first["teacher_cache_misses"]) == (0, steps)
+    assert (second["teacher_cache_hits"], second["teacher_cache_misses"]) == (steps, 0)
+    reports = [json.loads(Path(r.out_dir, "report.json").read_text()) for r in students]
+    folders = {rep["cache"]["folder"] for rep in reports}
+    assert len(folders) == 1 and Path(next(iter(folders))).parent == root / "out" / "cache"
+
+
+def test_sweep_cache_defaults_leave_run_ids_alone_and_yield_to_the_sweep_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import calikd.distill
+    from calikd.experiments.spec import expand
+    from calikd.experiments.tasks import run_distill
+    from calikd.store.results import run_id_for
+
+    base = {
+        "name": "ids",
+        "out": str(tmp_path / "out"),
+        "teachers": [{"checkpoint": "t/last"}],
+        "methods": ["kd"],
+        "distill": {"epochs": 1},
+    }
+    (plan,) = [p for p in expand(parse_spec(base)) if p.kind == "distill"]
+    assert "teacher_cache" not in plan.config
+    assert plan.run_id == run_id_for({"kind": "distill", **plan.config})
+    assert plan.settings == {"teacher_cache": "disk", "cache_dir": str(tmp_path / "out" / "cache")}
+    own = expand(parse_spec({**base, "distill": {"epochs": 1, "teacher_cache": "off"}}))[-1]
+    seen = []
+
+    def fake_distill(config: object, log: object = None) -> None:
+        seen.append(config)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(calikd.distill, "distill", fake_distill)
+    for p in (plan, own):
+        with pytest.raises(RuntimeError, match="stop"):
+            run_distill(p)
+    assert [(c.teacher_cache, c.cache_dir) for c in seen] == [
+        ("disk", str(tmp_path / "out" / "cache")),
+        ("off", str(tmp_path / "out" / "cache")),
+    ]

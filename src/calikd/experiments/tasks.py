@@ -91,7 +91,14 @@ def run_distill(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
     resume = _existing_run(plan.out_dir)
     config = config_from_dict(
         DistillConfig,
-        {**plan.config, "out": plan.out_dir, "progress": False, "resume": resume, "overwrite": False},
+        {
+            **plan.settings,
+            **plan.config,
+            "out": plan.out_dir,
+            "progress": False,
+            "resume": resume,
+            "overwrite": False,
+        },
     )
     result = distill(config, log=None)
     metrics: dict[str, Any] = {
