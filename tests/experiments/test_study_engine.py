@@ -159,7 +159,7 @@ def test_teacher_numbers_are_computed_once_per_teacher_and_calibration(sweep: tu
 def test_read_teacher_numbers_equal_a_plain_distill_run(sweep: tuple, tmp_path: Path) -> None:
     from calikd.distill import DistillConfig, distill
 
-    db, root, _, _ = sweep
+    db, _, _, _ = sweep
     with ResultsStore(db) as store:
         reused = [r for r in store.list_runs(sweep="study") if r.kind == "distill"][-1]
     config = DistillConfig(**{**reused.config, "out": str(tmp_path / "plain"), "progress": False})
