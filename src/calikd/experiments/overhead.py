@@ -4,8 +4,8 @@ Every teacher and student run records ``train_loop_s``, the seconds of its epoch
 ``wall_time_s``); calibrations, corrupted sets and robustness evaluations train nothing. A sweep process
 divides the sum over the runs it executed by its wall time times its parallel slots (workers): the
 *training share*; one minus it is the *overhead share* (start-up, data loading, evaluations, reports,
-waiting). Each sweep process appends its numbers to ``<sweep out>/timing.json``, which the sweep report
-reads.
+waiting). Under Ray the cluster's parallelism is not known here, so slots is 1 and the share can exceed 1.
+Each sweep process appends its numbers to ``<sweep out>/timing.json``, which the sweep report reads.
 """
 
 from __future__ import annotations

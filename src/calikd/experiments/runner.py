@@ -32,7 +32,8 @@ EXECUTORS = ("local", "ray")
 
 @dataclass
 class SweepOutcome:
-    """Counts of what a sweep did, per status, and the runs that failed."""
+    """Counts of what a sweep did, per status, the runs that failed, and the training share of this
+    process (:class:`~calikd.experiments.overhead.SweepTiming`)."""
 
     name: str
     db_path: str
