@@ -75,7 +75,7 @@ def main() -> None:
         assert timing is not None
         print()
         for run in runs:
-            loop = run.metrics.get("train_loop_s")
+            loop = run.metrics.get("train_loop_seconds")
             hits = run.metrics.get("teacher_cache_hits")
             cache = f", cache hits {hits:.0f}" if hits is not None else ""
             loop_text = f"{loop:6.1f} s" if loop is not None else "     -  "

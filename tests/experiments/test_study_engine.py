@@ -70,9 +70,9 @@ def test_sweep_prints_and_records_its_training_share(sweep: tuple) -> None:
         runs = store.list_runs(sweep="study")
     loops = {r.kind: [] for r in runs}
     for r in runs:
-        loops[r.kind].append(r.metrics.get("train_loop_s"))
+        loops[r.kind].append(r.metrics.get("train_loop_seconds"))
         if r.kind in ("teacher", "distill"):  # the epoch loops are part of the run
-            assert 0 < r.metrics["train_loop_s"] < r.wall_time_s
+            assert 0 < r.metrics["train_loop_seconds"] < r.wall_time_s
     assert loops["calibrate"] == [None]
     expected = sum(v for kind in ("teacher", "distill") for v in loops[kind])
     timing = outcome.timing

@@ -1,6 +1,6 @@
 """How much of a sweep's wall time its runs spend training.
 
-Every teacher and student run records ``train_loop_s``, the seconds of its epoch loops (the runs' own
+Every teacher and student run records ``train_loop_seconds``, the seconds of its epoch loops (the runs' own
 ``wall_time_s``); calibrations, corrupted sets and robustness evaluations train nothing. A sweep process
 divides the sum over the runs it executed by its wall time times its parallel slots (workers): the
 *training share*; one minus it is the *overhead share* (start-up, data loading, evaluations, reports,
@@ -19,7 +19,7 @@ from typing import Any
 from calikd.store.results import RunRecord
 from calikd.utils.io import atomic_write_json
 
-TRAIN_LOOP_METRIC = "train_loop_s"
+TRAIN_LOOP_METRIC = "train_loop_seconds"
 TIMING_FILE = "timing.json"
 
 
@@ -52,7 +52,7 @@ class SweepTiming:
 
 
 def train_loop_seconds(runs: Iterable[RunRecord]) -> float:
-    """Σ ``train_loop_s`` over ``runs`` (runs without it train nothing)."""
+    """Σ ``train_loop_seconds`` over ``runs`` (runs without it train nothing)."""
     return sum(r.metrics.get(TRAIN_LOOP_METRIC) or 0.0 for r in runs)
 
 
