@@ -92,7 +92,7 @@ def test_ray_sweep_matches_the_local_one_and_resumes(
         assert outcome.ok and outcome.counts["finished"] == 1 + 1 + 3, lines
         progress = [line.split("]")[0].strip() for line in lines if line.startswith("  [")]
         assert progress == ["[1/1", "[1/1", "[1/3", "[2/3", "[3/3"]
-        assert "ETA" in lines[-2] and "elapsed" in lines[-1]
+        assert "ETA" in lines[-3] and "elapsed" in lines[-2] and "% overhead" in lines[-1]
         with ResultsStore("calikd.db") as store:
             runs = store.list_runs(sweep="tiny")
         rows[executor] = {r.run_id: _row(r) for r in runs}

@@ -76,6 +76,11 @@ class DistillConfig(TrainingConfig, AugmentConfig):
         choices=CACHE_MODES,
     )
     cache_dir: str = option("runs/cache", "where disk caches of teacher logits live")
+    teacher_numbers: str | None = option(
+        None,
+        "JSON file of the teacher's val/test numbers shared by runs (sweeps set it): entries whose key "
+        "matches this run are read, the others computed and added",
+    )
     teacher_path: str = option(
         "auto",
         "how the frozen teacher runs in distillation: auto = the fastest of eager, channels_last and "

@@ -23,7 +23,8 @@ from calikd.distill.config import DistillConfig
 from calikd.distill.inputs import DistillInputs
 from calikd.distill.registry import create_distiller, distiller_class
 from calikd.distill.report import write_report
-from calikd.distill.teacher import DistillTeacher, load_teacher, teacher_report
+from calikd.distill.teacher import DistillTeacher, load_teacher
+from calikd.distill.teacher_numbers import teacher_reports
 from calikd.engine.config import build_optimization
 from calikd.engine.distributed import Distributed, sync_batch_norm
 from calikd.engine.evaluate import predict_logits
@@ -67,6 +68,7 @@ RESUME_MAY_DIFFER = frozenset(
         "download",
         "teacher_cache",
         "cache_dir",
+        "teacher_numbers",
         "teacher",
     }
 )
@@ -722,23 +724,26 @@ def distill(
     )
     panels: dict[str, Any] = {}
     teacher_numbers: dict[str, Any] = {}
+    numbers_note: dict[str, str] = {}
     if teacher is not None:
         teacher_numbers = teacher.describe()
-        views = {"full": full_eval}
+        described = inputs.describe()
+        views: dict[str, Any] = {"full": (full_eval, {"normalization": described["normalization"]})}
         if config.teacher_input == "low":
-            views["low"] = inputs.teacher_eval
-        reports = {
-            view: teacher_report(
-                teacher,
-                {"val": data.val, "test": data.test},
-                transform,
-                device=device,
-                precision=precision,
-                batch_size=config.eval_batch_size,
-                runtime=runtime,
-            )
-            for view, transform in views.items()
-        }
+            low = {k: described[k] for k in ("normalization", "student_resolution", "teacher_input")}
+            views["low"] = (inputs.teacher_eval, {**low, "student_upscale": config.student_upscale})
+        reports, reused = teacher_reports(
+            teacher,
+            data,
+            views,
+            device=device,
+            precision=precision,
+            batch_size=config.eval_batch_size,
+            runtime=runtime,
+            path=config.teacher_numbers,
+        )
+        if config.teacher_numbers is not None:
+            numbers_note = {"teacher_numbers": config.teacher_numbers if reused else "computed"}
         teacher_numbers["metrics"] = {
             view: {
                 split: {kind: r.scalars() for kind, r in entry.items()} for split, entry in per_split.items()
@@ -771,6 +776,7 @@ def distill(
             "precision": choice.describe(),
             **({"teacher_path": runner.describe()} if runner is not None else {}),
             **({"world_size": runtime.world_size} if runtime.enabled else {}),
+            **numbers_note,
         },
     )
     if runtime.is_main:

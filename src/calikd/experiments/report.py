@@ -20,6 +20,7 @@ from typing import Any
 
 from calikd.analysis import correlate, paired_difference, rank_agreement
 from calikd.errors import ConfigError
+from calikd.experiments.overhead import timing_paragraph
 from calikd.report import (
     MarkdownDoc,
     ScatterPoint,
@@ -517,6 +518,7 @@ def sweep_report(
     with ResultsStore(db_path, create=False) as store:
         runs = store.list_runs(sweep=sweep)
         counts = store.status_counts(sweep=sweep)
+        spec = next((s.spec for s in store.sweeps() if s.name == sweep), None)
     out = Path(out_dir)
     hold_run_dir(out)  # one writer at a time; creates it
     results = SweepResults(runs)
@@ -524,6 +526,9 @@ def sweep_report(
     doc.paragraph(
         f"{len(runs)} runs in `{db_path}`: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if n)
     )
+    timing = timing_paragraph(runs, (spec or {}).get("out"))
+    if timing:
+        doc.paragraph(timing)
     if preface is not None:
         preface(doc, results)
     _teacher_section(doc, results)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from calikd.errors import ConfigError, did_you_mean
+from calikd.experiments.overhead import SweepTiming, append_timing, train_loop_seconds
 from calikd.experiments.ray_executor import RayOptions
 from calikd.experiments.spec import RunPlan, SweepSpec, expand, spec_to_dict
 from calikd.experiments.tasks import execute
@@ -31,12 +32,14 @@ EXECUTORS = ("local", "ray")
 
 @dataclass
 class SweepOutcome:
-    """Counts of what a sweep did, per status, and the runs that failed."""
+    """Counts of what a sweep did, per status, the runs that failed, and the training share of this
+    process (:class:`~calikd.experiments.overhead.SweepTiming`)."""
 
     name: str
     db_path: str
     counts: Counter = field(default_factory=Counter)
     failed: list[str] = field(default_factory=list)
+    timing: SweepTiming | None = None
 
     @property
     def ok(self) -> bool:
@@ -123,13 +126,26 @@ def run_sweep(
     runner = make_executor(executor, workers=workers, ray_options=ray_options, log=say)
     if executor == "ray":
         db_path = os.path.abspath(db_path)
+    start = time.perf_counter()
+    ran: list[str] = []
     try:
-        return _run_phases(spec, db_path, runner, say)
+        outcome = _run_phases(spec, db_path, runner, say, ran)
     finally:
         runner.close()
+    with ResultsStore(db_path) as store:
+        train_s = train_loop_seconds(store.get(run_id) for run_id in ran)
+    slots = workers if executor == "local" else 1
+    outcome.timing = SweepTiming(time.perf_counter() - start, train_s, len(ran), slots)
+    if ran:
+        append_timing(spec.out, outcome.timing)
+    say(f"sweep '{spec.name}': {outcome.timing.line()}")
+    return outcome
 
 
-def _run_phases(spec: SweepSpec, db_path: str, runner: Executor, say: Callable[[str], None]) -> SweepOutcome:
+def _run_phases(
+    spec: SweepSpec, db_path: str, runner: Executor, say: Callable[[str], None], ran: list[str]
+) -> SweepOutcome:
+    """Run the phases in turn; the ids of the runs this process finished are appended to ``ran``."""
     plans = expand(spec)
     outcome = SweepOutcome(spec.name, db_path)
     with ResultsStore(db_path) as store:
@@ -173,6 +189,8 @@ def _run_phases(spec: SweepSpec, db_path: str, runner: Executor, say: Callable[[
         start = time.monotonic()
         for done, (plan, result) in enumerate(runner.run(runnable, db_path), 1):
             outcome.counts[result] += 1
+            if result == "finished":
+                ran.append(plan.run_id)
             if result == "failed":
                 outcome.failed.append(plan.name)
             eta = _eta(start, done, len(runnable))

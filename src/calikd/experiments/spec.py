@@ -42,6 +42,7 @@ from typing import Any
 
 from calikd.distill.config import DistillConfig
 from calikd.errors import CalikdError, ConfigError, did_you_mean
+from calikd.experiments.sharing import distill_settings
 from calikd.store.results import run_id_for
 from calikd.teacher.config import TeacherConfig
 from calikd.utils.config import config_fields, config_from_dict, load_config_file
@@ -91,7 +92,8 @@ _DISTILL_OWN = (
 @dataclass(frozen=True)
 class RunPlan:
     """One run of a sweep: its kind (``teacher``, ``calibrate``, ``distill``, ``corrupt`` or ``robustness``),
-    id, name and config."""
+    id, name and config; ``settings`` are the sweep's defaults for how it runs (e.g. the teacher-logit
+    cache), not part of its id, and ``config`` wins over them."""
 
     kind: str
     run_id: str
@@ -99,6 +101,7 @@ class RunPlan:
     config: dict[str, Any]
     out_dir: str
     depends_on: tuple[str, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -406,11 +409,9 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
                     if teacher:  # a raw-logit student does not wait for its teacher's calibration
                         checkpoint, tdeps = teacher_ckpt[teacher.name]
                         deps = tdeps if calibration == "none" else (*tdeps, calibrated[checkpoint])
-                    plans.append(
-                        RunPlan(
-                            "distill", run_id, name, config, f"{spec.out}/students/{name}-{run_id[:8]}", deps
-                        )
-                    )
+                    out = f"{spec.out}/students/{name}-{run_id[:8]}"
+                    settings = distill_settings(spec.out, teacher.name) if teacher else {}
+                    plans.append(RunPlan("distill", run_id, name, config, out, deps, settings))
     if spec.robustness is not None:
         plans.extend(_robustness_plans(spec, plans, teacher_ckpt))
     return plans

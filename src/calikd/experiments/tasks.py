@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calikd.experiments.overhead import TRAIN_LOOP_METRIC
 from calikd.experiments.spec import RunPlan
 from calikd.store.results import ResultsStore
 
@@ -47,6 +48,7 @@ def run_teacher(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
         **_numbers("test_best_", result.test_best),
         "best_epoch": result.best_epoch,
         "train_images_per_s": result.train_images_per_s,
+        TRAIN_LOOP_METRIC: result.wall_time_s,
     }
     artifacts = {"last": str(result.checkpoint), "best": str(result.best_checkpoint)}
     return metrics, artifacts
@@ -89,7 +91,14 @@ def run_distill(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
     resume = _existing_run(plan.out_dir)
     config = config_from_dict(
         DistillConfig,
-        {**plan.config, "out": plan.out_dir, "progress": False, "resume": resume, "overwrite": False},
+        {
+            **plan.settings,
+            **plan.config,
+            "out": plan.out_dir,
+            "progress": False,
+            "resume": resume,
+            "overwrite": False,
+        },
     )
     result = distill(config, log=None)
     metrics: dict[str, Any] = {
@@ -97,6 +106,7 @@ def run_distill(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
         **_numbers("student_best_", result.student_test_best),
         "best_epoch": result.best_epoch,
         "train_images_per_s": result.train_images_per_s,
+        TRAIN_LOOP_METRIC: result.wall_time_s,
     }
     if result.teacher:
         test = result.teacher.get("metrics", {}).get("full", {}).get("test", {})
@@ -104,6 +114,8 @@ def run_distill(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
             metrics.update(_numbers(f"teacher_{kind}_test_", values))
         if result.teacher.get("temperature") is not None:
             metrics["teacher_temperature"] = result.teacher["temperature"]
+    if result.cache:
+        metrics.update(teacher_cache_hits=result.cache["hits"], teacher_cache_misses=result.cache["misses"])
     artifacts = {
         "last": str(result.checkpoint),
         "best": str(result.best_checkpoint),

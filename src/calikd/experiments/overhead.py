@@ -1,0 +1,109 @@
+"""How much of a sweep's wall time its runs spend training.
+
+Every teacher and student run records ``train_loop_seconds``, the seconds of its epoch loops (the runs' own
+``wall_time_s``); calibrations, corrupted sets and robustness evaluations train nothing. A sweep process
+divides the sum over the runs it executed by its wall time times its parallel slots (workers): the
+*training share*; one minus it is the *overhead share* (start-up, data loading, evaluations, reports,
+waiting). Under Ray the cluster's parallelism is not known here, so slots is 1 and the share can exceed 1.
+Each sweep process appends its numbers to ``<sweep out>/timing.json``, which the sweep report reads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from calikd.store.results import RunRecord
+from calikd.utils.io import atomic_write_json
+
+TRAIN_LOOP_METRIC = "train_loop_seconds"
+TIMING_FILE = "timing.json"
+
+
+@dataclass(frozen=True)
+class SweepTiming:
+    """One sweep process: its wall time, parallel slots, runs executed and their training-loop seconds."""
+
+    wall_s: float
+    train_loop_s: float
+    runs: int
+    slots: int = 1
+
+    @property
+    def ratio(self) -> float | None:
+        """Σ(training-loop time) / (wall time x slots); None for a process that ran nothing."""
+        if self.runs == 0 or self.wall_s <= 0:
+            return None
+        return self.train_loop_s / (self.wall_s * self.slots)
+
+    def line(self) -> str:
+        """One line for the sweep's end, e.g. ``training loops 9.3 s of 15.5 s wall: 60% training, 40%
+        overhead``."""
+        if self.ratio is None:
+            return f"no run executed in this process ({self.wall_s:.1f} s wall)"
+        slots = f" x {self.slots} workers" if self.slots > 1 else ""
+        return (
+            f"training loops {self.train_loop_s:.1f} s of {self.wall_s:.1f} s wall{slots} "
+            f"({self.runs} runs): {self.ratio:.0%} training, {1 - self.ratio:.0%} overhead"
+        )
+
+
+def train_loop_seconds(runs: Iterable[RunRecord]) -> float:
+    """Σ ``train_loop_seconds`` over ``runs`` (runs without it train nothing)."""
+    return sum(r.metrics.get(TRAIN_LOOP_METRIC) or 0.0 for r in runs)
+
+
+def append_timing(out: str | Path, timing: SweepTiming) -> Path:
+    """Add ``timing`` (one sweep process) to ``<out>/timing.json``."""
+    path = Path(out) / TIMING_FILE
+    entries = read_timings(out)
+    entries.append(timing)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, [asdict(t) for t in entries])
+    return path
+
+
+def read_timings(out: str | Path) -> list[SweepTiming]:
+    """Every sweep process recorded in ``<out>/timing.json`` (none when it is missing or unreadable)."""
+    path = Path(out) / TIMING_FILE
+    try:
+        data: Any = json.loads(path.read_text())
+        return [SweepTiming(**entry) for entry in data]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def total(timings: Iterable[SweepTiming]) -> SweepTiming:
+    """The processes of a sweep taken together (slot-seconds summed)."""
+    items = [t for t in timings if t.runs]
+    slot_s = sum(t.wall_s * t.slots for t in items)
+    return SweepTiming(
+        wall_s=slot_s, train_loop_s=sum(t.train_loop_s for t in items), runs=sum(t.runs for t in items)
+    )
+
+
+def timing_paragraph(runs: list[RunRecord], out: str | Path | None) -> str | None:
+    """The sweep report's line on where the time went: the sweep processes' training share (from
+    ``<out>/timing.json``) and the runs' own (training loops over the runs' wall times)."""
+    finished = [r for r in runs if r.status == "finished"]
+    train_s = train_loop_seconds(finished)
+    run_s = sum(r.wall_time_s or 0.0 for r in finished)
+    if not finished or run_s <= 0:
+        return None
+    parts = []
+    timings = read_timings(out) if out is not None else []
+    whole = total(timings)
+    if whole.ratio is not None:
+        parts.append(
+            f"Training loops took {whole.ratio:.0%} of the sweep's wall time ({whole.train_loop_s:.1f} s of "
+            f"{whole.wall_s:.1f} worker-seconds over {len(timings)} sweep process(es)); per-run overhead "
+            f"{1 - whole.ratio:.0%}."
+        )
+    parts.append(
+        f"Inside the runs, training loops took {train_s / run_s:.0%} of their {run_s:.1f} s "
+        f"({len(finished)} finished runs)."
+    )
+    return " ".join(parts)
