@@ -9,8 +9,9 @@ teacher).
 The cache holds *raw* logits in the dtype the teacher produced them (bf16 under bf16 autocast), so cached and
 on-the-fly training see bit-identical numbers, and one cache serves every calibrator: calibration is applied
 after reading (it costs microseconds per batch). The key names everything that determines the logits: the
-teacher's weights (checkpoint id), the dataset and its split, the input transform, the precision and device
-type, and for the per-epoch layout the seed, the batch size and the augmentation. On disk a cache is a folder
+teacher's weights (checkpoint id), the dataset and its split, the input transform, the teacher's autocast
+dtype, forward path and memory layout, the device type, and for the per-epoch layout the seed, the batch size
+and the augmentation. On disk a cache is a folder
 ``<cache_dir>/<sha256(key)[:20]>/`` holding ``key.json`` and ``.npy`` files written atomically; a folder whose
 key or files do not match is refused with a message, never silently used.
 """

@@ -243,6 +243,8 @@ def _build_cache(
         )
         return None
     described = inputs.describe()
+    eager = runner is None or runner.name == "eager"  # the eager teacher is channels_last with the student
+    teacher_layout_cl = precision.channels_last if eager else runner.channels_last
     key: dict[str, Any] = {
         "teacher": teacher.checkpoint_id,
         "teacher_model": teacher.meta.get("model"),
@@ -256,8 +258,11 @@ def _build_cache(
         "normalization": described["normalization"],
         "teacher_input": described["teacher_input"],
         "low_resolution": described["student_resolution"] if config.teacher_input == "low" else None,
-        "precision": precision.name,
+        # what the teacher's logits depend on (not the student's path, so students of other architectures,
+        # whose measured precision may differ, share the teacher's logits)
+        "teacher_autocast": logits_dtype if precision.autocast_dtype is not None else None,
         "teacher_path": runner.name if runner is not None else "eager",
+        "teacher_channels_last": teacher_layout_cl,
         "device_type": device.type,
         "logits_dtype": logits_dtype,
         "versions": {"calikd": calikd.__version__, "torch": torch.__version__},
