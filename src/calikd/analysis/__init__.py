@@ -5,7 +5,9 @@
   bootstrap intervals (:mod:`~calikd.analysis.correlation`).
 * :func:`paired_difference`: paired comparison over seeds (e.g. calibrated vs uncalibrated teacher for the
   same teacher/student pair): mean difference, t-interval, bootstrap interval, paired t-test,
-  wins/losses/ties (:mod:`~calikd.analysis.paired`); :func:`mean_std`, :func:`format_mean_std`.
+  wins/losses/ties and the minimum detectable effect at 80% power (:mod:`~calikd.analysis.paired`,
+  :mod:`~calikd.analysis.power`: :func:`minimum_detectable_effect`, :func:`paired_power`);
+  :func:`mean_std`, :func:`format_mean_std`.
 * :func:`rank_agreement`: Spearman's rho, Kendall's tau-b and top-1 agreement between a predicted and the
   observed ranking of teachers (:mod:`~calikd.analysis.ranking`).
 * Student's t CDF and quantiles without SciPy (:mod:`~calikd.analysis.tdist`).
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 from calikd.analysis.correlation import Correlation, correlate, fisher_interval, pearson_p_value
 from calikd.analysis.paired import PairedDifference, format_mean_std, mean_std, paired_difference
+from calikd.analysis.power import DetectableEffect, minimum_detectable_effect, paired_power
 from calikd.analysis.ranking import RankAgreement, kendall_tau_b, rank_agreement, rankdata, spearman_rho
 from calikd.analysis.tdist import betainc, t_cdf, t_ppf, t_sf, t_two_sided_p
 
 __all__ = [
     "Correlation",
+    "DetectableEffect",
     "PairedDifference",
     "RankAgreement",
     "betainc",
@@ -32,7 +36,9 @@ __all__ = [
     "format_mean_std",
     "kendall_tau_b",
     "mean_std",
+    "minimum_detectable_effect",
     "paired_difference",
+    "paired_power",
     "pearson_p_value",
     "rank_agreement",
     "rankdata",

@@ -11,6 +11,10 @@ With ``d_i = b_i - a_i`` (``n >= 2`` pairs), ``mean = d̄``, ``std = s_d`` (samp
   ``(d̄, d̄)``;
 * bootstrap (percentile) interval of the mean: ``n_boot`` resamples of the ``d_i``, indices
   ``np.random.default_rng(seed).integers(0, n, size=(n_boot, n))`` (drawn in blocks, same values);
+* minimum detectable effect (``mde``): the smallest true mean difference the paired t-test at level
+  ``1 - confidence`` detects with probability ``power`` (80% by default) given ``n`` and the observed ``s_d``
+  (exact noncentral-t power: :mod:`~calikd.analysis.power`), so a non-significant result can be read as
+  "no effect larger than the MDE" or "too few runs to tell";
 * wins / losses / ties: pairs where ``b`` is better / worse than / equal to ``a`` (better = larger with
   ``higher_is_better=True``, smaller otherwise; exact comparison).
 """
@@ -32,6 +36,7 @@ from calikd.analysis._core import (
     percentile_interval,
     resample_blocks,
 )
+from calikd.analysis.power import minimum_detectable_effect
 from calikd.analysis.tdist import t_ppf, t_two_sided_p
 from calikd.errors import ConfigError
 
@@ -53,6 +58,8 @@ class PairedDifference:
     bootstrap_ci: Interval | None
     t_stat: float
     p_value: float
+    mde: float
+    power: float
     wins: int
     losses: int
     ties: int
@@ -76,6 +83,7 @@ def paired_difference(
     n_boot: int = 2000,
     seed: int = 0,
     higher_is_better: bool = True,
+    power: float = 0.8,
 ) -> PairedDifference:
     """Compare ``b`` with ``a`` pair by pair (``a[i]`` and ``b[i]`` from the same seed; ``n >= 2``).
 
@@ -85,6 +93,7 @@ def paired_difference(
     confidence, n_boot, seed = check_confidence(confidence), check_n_boot(n_boot), check_seed(seed)
     d = xb - xa
     n = int(d.shape[0])
+    detectable = minimum_detectable_effect(n, 0.0, alpha=1.0 - confidence, power=power)
     mean = float(d.mean())
     std = float(d.std(ddof=1))
     if std <= NOISE_ULPS * np.finfo(np.float64).eps * float(np.maximum(np.abs(xa), np.abs(xb)).max()):
@@ -113,6 +122,8 @@ def paired_difference(
         bootstrap_ci=percentile_interval(boot, confidence),
         t_stat=t_stat,
         p_value=p_value,
+        mde=detectable.effect_size * std,
+        power=detectable.power,
         wins=int(np.count_nonzero(sign * d > 0)),
         losses=int(np.count_nonzero(sign * d < 0)),
         ties=int(np.count_nonzero(d == 0)),

@@ -326,7 +326,8 @@ def _paired_section(doc: MarkdownDoc, results: SweepResults) -> None:
     doc.heading("Calibrated vs uncalibrated teacher", 2)
     doc.paragraph(
         "Paired over every (teacher, student, method, augmentation, seed): calibrated minus uncalibrated; "
-        "95% t-interval."
+        "95% t-interval; MDE: the smallest true difference these pairs detect with 80% power (a "
+        "non-significant difference smaller than the MDE means too few runs to tell, not no effect)."
     )
     rows = []
     for calibration, values in pairs.items():
@@ -334,7 +335,7 @@ def _paired_section(doc: MarkdownDoc, results: SweepResults) -> None:
             a = [v[i] for v in values]
             b = [v[i + 1] for v in values]
             if len(a) < 2:
-                rows.append([calibration, metric, len(a), f"{b[0] - a[0]:+.4f}", "", "", ""])
+                rows.append([calibration, metric, len(a), f"{b[0] - a[0]:+.4f}", "", "", "", ""])
                 continue
             d = paired_difference(a, b, higher_is_better=metric == "accuracy")
             rows.append(
@@ -345,6 +346,7 @@ def _paired_section(doc: MarkdownDoc, results: SweepResults) -> None:
                     f"{d.mean:+.4f}",
                     f"[{d.ci[0]:+.4f}, {d.ci[1]:+.4f}]",
                     f"{d.p_value:.3g}",
+                    f"{d.mde:.4f}",
                     f"{d.wins}/{d.losses}/{d.ties}",
                 ]
             )
@@ -356,6 +358,7 @@ def _paired_section(doc: MarkdownDoc, results: SweepResults) -> None:
             "mean difference",
             "95% CI",
             "p",
+            "MDE (80% power)",
             "wins/losses/ties",
         ],
         rows,

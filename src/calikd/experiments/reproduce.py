@@ -241,7 +241,10 @@ def _paired(results: SweepResults, metric: str, base: dict[str, Any], other: dic
     d = paired_difference(
         [p[0].metrics.get(metric) for p in pairs], [p[1].metrics.get(metric) for p in pairs]
     )
-    return f"{d.mean:+.4f} [95% CI {d.ci[0]:+.4f}, {d.ci[1]:+.4f}] over {d.n} pairs"
+    return (
+        f"{d.mean:+.4f} [95% CI {d.ci[0]:+.4f}, {d.ci[1]:+.4f}] over {d.n} pairs, p = {d.p_value:.3g}; "
+        f"MDE {d.mde:.4f} at 80% power"
+    )
 
 
 def _size(checkpoint: str) -> int:
