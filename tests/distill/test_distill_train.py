@@ -43,6 +43,8 @@ def test_kd_writes_student_checkpoint_and_report(distill_config, teacher_ckpt: s
     evaluated = evaluate_checkpoint(run / "last", precision="fp32", device="cpu")
     assert evaluated["metrics"]["accuracy"] == pytest.approx(result.student_test_last["accuracy"])
     assert "| student, last epoch |" in (run / "report.md").read_text()
+    assert "- convergence: " in (run / "report.md").read_text()
+    assert json.loads((run / "report.json").read_text())["convergence"]["epochs"] == len(result.history)
 
 
 def test_teacher_calibration_temperature_fitted_on_val_and_song_yang(

@@ -59,11 +59,25 @@ def test_expansion_dedupes_the_baseline_and_orders_phases(tmp_path: Path) -> Non
         ({"seeds": ["one"]}, r"'seeds' must be non-negative integers, got \['one'\]"),
         ({"teachers": []}, "needs at least one entry under 'teachers'"),
         ({"dataset": None, "teachers": [{"checkpoint": "x/last"}]}, "'ce' .* needs the sweep's 'dataset'"),
+        ({"teacher_floors": [0.9]}, "'teacher_floors' must map model-name patterns to accuracies"),
+        ({"teacher_floors": {"*": 91}}, r"teacher floor for '\*' must be an accuracy in \[0, 1\], got 91"),
+        ({"teacher_floor": {"*": 0.9}}, "did you mean 'teacher_floors'"),
     ],
 )
 def test_bad_sweep_files_are_refused_before_running(tmp_path: Path, overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         expand(parse_spec(sweep_dict(tmp_path, **overrides)))
+
+
+def test_teacher_floors_match_name_or_model_first_pattern_wins() -> None:
+    from calikd.experiments.spec import floor_for, parse_floors
+
+    floors = parse_floors({"big": 0.95, "mlp*": 0.88, "*": 0.91})
+    assert floor_for("big", "mlp", floors) == 0.95  # its name comes first
+    assert floor_for("t1", "mlp_small", floors) == 0.88
+    assert floor_for("t2", "resnet20", floors) == 0.91
+    assert floor_for("t3", None, {"mlp*": 0.88}) is None
+    assert parse_floors(None) == {}
 
 
 def test_sweep_runs_records_and_restarts(tmp_path: Path) -> None:

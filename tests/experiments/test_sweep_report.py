@@ -42,6 +42,7 @@ def finished_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]
             "taus": [None, 2.0],
             "seeds": [0],
             "distill": {"epochs": 1, "lr": 0.05, **FAST},
+            "teacher_floors": {"a": 0.999, "cnn": 0.0},
         }
     )
     db = str(root / "calikd.db")
@@ -70,6 +71,20 @@ def test_sweep_report_has_every_section(finished_sweep: tuple[str, Path]) -> Non
     pngs = sorted(p.name for p in (root / "report").glob("*.png"))
     assert "student_accuracy_vs_tau.png" in pngs and "augment_ece.png" in pngs
     assert any(name.startswith("teacher_ace_vs_student_accuracy") for name in pngs)
+
+
+def test_report_flags_teachers_below_their_floor_and_unconverged_runs(
+    finished_sweep: tuple[str, Path],
+) -> None:
+    db, root = finished_sweep
+    text = sweep_report(db, "grid", root / "flags")[0].read_text()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert rows["a"].rstrip(" |").endswith("0.999 **below**")
+    assert rows["b"].rstrip(" |").endswith("0 met") and rows["c"].rstrip(" |").endswith("0 met")
+    # one epoch: no plateau to see, so neither teachers nor students count as converged
+    assert all("**no**" in rows[t] for t in "abc")
+    assert "**Flagged teachers** (below their floor or not converged): a, b, c" in text
+    assert "students did not converge" in text and "**0/1**" in text
 
 
 def test_report_command_for_sweeps_and_runs(

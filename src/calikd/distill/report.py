@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from calikd.engine.convergence import Convergence
 from calikd.metrics import CalibrationReport
 from calikd.report import ReliabilityPanel, plot_reliability_diagrams
 from calikd.utils.io import atomic_write_bytes, atomic_write_json
@@ -49,6 +50,11 @@ def markdown(result: Any) -> str:
         f"({result.precision} on {result.device})"
         + (f"; teacher-logit cache {result.cache}" if result.cache else ""),
         *_speed_lines(result.extra),
+        *(
+            [f"- convergence: {Convergence(**result.convergence).describe()}"]
+            if getattr(result, "convergence", None)
+            else []
+        ),
         "",
         "| model (test) | " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * (len(COLUMNS) + 1),

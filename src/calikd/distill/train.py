@@ -26,6 +26,7 @@ from calikd.distill.report import write_report
 from calikd.distill.teacher import DistillTeacher, load_teacher
 from calikd.distill.teacher_numbers import teacher_reports
 from calikd.engine.config import build_optimization
+from calikd.engine.convergence import check_convergence
 from calikd.engine.distributed import Distributed, sync_batch_norm
 from calikd.engine.evaluate import predict_logits
 from calikd.engine.frozen import FrozenRunner, prepare_frozen
@@ -90,6 +91,7 @@ class DistillResult:
     train_images_per_s: float
     precision: str
     device: str
+    convergence: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -759,6 +761,8 @@ def distill(
             panels[f"teacher, {'uncalibrated' if kind == 'raw' else 'calibrated'}"] = report
     panels["student (last epoch)"] = test_last
     throughput = mean_throughput(history, start_epoch)
+    convergence = check_convergence(history, peak_lr=config.lr)
+    say(f"convergence: {convergence.describe()}")
     result = DistillResult(
         out_dir=out_dir,
         checkpoint=out_dir / "last.safetensors",
@@ -772,6 +776,7 @@ def distill(
         train_images_per_s=throughput,
         precision=precision.name,
         device=str(device),
+        convergence=convergence.to_dict(),
         cache=cache.stats() if cache is not None else None,
         extra={
             "dataset": info.name,

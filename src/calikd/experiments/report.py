@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from calikd.analysis import correlate, paired_difference, rank_agreement
-from calikd.errors import ConfigError
+from calikd.errors import CalikdError, ConfigError
 from calikd.experiments.overhead import timing_paragraph
+from calikd.experiments.spec import floor_for, parse_floors
 from calikd.report import (
     MarkdownDoc,
     ScatterPoint,
@@ -30,6 +31,7 @@ from calikd.report import (
     scatter_with_fit,
     write_report,
 )
+from calikd.store import read_meta
 from calikd.store.results import ResultsStore, RunRecord
 from calikd.utils.run_lock import hold_run_dir, locks_run_dir
 
@@ -69,6 +71,12 @@ class SweepResults:
             r.config["checkpoint"]: r.name.removesuffix("-calibrate") for r in self.calibrations
         }
         self.teachers = {r.config["checkpoint"]: r for r in self.calibrations}
+        # the training runs of the sweep's own teachers, by the checkpoint their calibrate run reads
+        self.teacher_runs = {
+            f"{r.out_dir}/last": r
+            for r in runs
+            if r.kind == "teacher" and r.status == "finished" and r.out_dir
+        }
         self.students = [r for r in runs if r.kind == "distill" and r.status == "finished"]
         groups: dict[tuple, list[RunRecord]] = defaultdict(list)
         for run in self.students:
@@ -114,24 +122,51 @@ def _freeze(value: Any) -> Any:
     return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
 
 
-def _teacher_section(doc: MarkdownDoc, results: SweepResults) -> None:
+def _teacher_model(path: str, run: RunRecord | None) -> str | None:
+    """A teacher's model name: from its training run, else from its checkpoint's metadata."""
+    if run is not None:
+        return run.config.get("model")
+    try:
+        return read_meta(path).get("model", {}).get("name")
+    except CalikdError:
+        return None
+
+
+def _yes_no(flag: float | None) -> str:
+    return "—" if flag is None else "yes" if flag else "**no**"
+
+
+def _teacher_section(doc: MarkdownDoc, results: SweepResults, floors: dict[str, float]) -> None:
     if not results.calibrations:
         return
     doc.heading("Teachers", 2)
     doc.paragraph(
-        "Each teacher on its held-out val split and on test, raw and after temperature scaling fitted on val."
+        "Each teacher on its held-out val split and on test, raw and after temperature scaling fitted on "
+        "val. Converged: its learning rate annealed and its val accuracy settled over the last epochs "
+        "(see `calikd.engine.convergence`). Floor: the least test accuracy the sweep asks of it "
+        "(`teacher_floors`); a teacher below it is flagged."
     )
-    rows = []
+    rows, flagged = [], []
     for path, run in results.teachers.items():
         m = run.metrics
+        trained = results.teacher_runs.get(path)
+        name = results.teacher_name(path)
+        floor = floor_for(name, _teacher_model(path, trained), floors)
+        accuracy = m.get("test_raw_accuracy")
+        below = floor is not None and accuracy is not None and accuracy < floor
+        converged = trained.metrics.get("converged") if trained is not None else None
+        if below or converged == 0:
+            flagged.append(name)
         rows.append(
             [
-                results.teacher_name(path),
+                name,
                 *(m.get(f"test_raw_{k}") for k in TEACHER_METRICS),
                 m.get("val_raw_ace"),
                 m.get("temperature"),
                 m.get("test_cal_ece"),
                 m.get("test_cal_ace"),
+                _yes_no(converged),
+                "—" if floor is None else f"{floor:.3g}" + (" **below**" if below else " met"),
             ]
         )
     doc.table(
@@ -142,9 +177,16 @@ def _teacher_section(doc: MarkdownDoc, results: SweepResults) -> None:
             "T",
             "test ece (cal)",
             "test ace (cal)",
+            "converged",
+            "floor",
         ],
         rows,
     )
+    if flagged:
+        doc.paragraph(
+            f"**Flagged teachers** (below their floor or not converged): {', '.join(flagged)}. "
+            "Claims that rest on them are weaker than the numbers suggest."
+        )
     for run in results.calibrations:
         if "reliability" in run.artifacts and Path(run.artifacts["reliability"]).exists():
             doc.image(
@@ -153,14 +195,37 @@ def _teacher_section(doc: MarkdownDoc, results: SweepResults) -> None:
             )
 
 
+def _converged_cell(runs: list[RunRecord]) -> str:
+    flags = [r.metrics.get("converged") for r in runs]
+    known = [f for f in flags if f is not None]
+    if not known:
+        return "—"
+    done = sum(1 for f in known if f)
+    return f"{done}/{len(known)}" if done == len(known) else f"**{done}/{len(known)}**"
+
+
 def _students_section(doc: MarkdownDoc, results: SweepResults) -> None:
     doc.heading("Students", 2)
-    doc.paragraph("Test metrics at the last epoch, mean ± std over seeds (n = number of seeds).")
+    doc.paragraph(
+        "Test metrics at the last epoch, mean ± std over seeds (n = number of seeds); converged: how many of "
+        "the n runs passed the convergence check (learning rate annealed, val accuracy settled)."
+    )
     rows = [
-        [results.label(key), len(runs), *(_cell(results.values(key, m)) for m in STUDENT_METRICS)]
+        [
+            results.label(key),
+            len(runs),
+            _converged_cell(runs),
+            *(_cell(results.values(key, m)) for m in STUDENT_METRICS),
+        ]
         for key, runs in sorted(results.groups.items(), key=lambda kv: results.label(kv[0]))
     ]
-    doc.table(["configuration", "n", *STUDENT_METRICS], rows)
+    doc.table(["configuration", "n", "converged", *STUDENT_METRICS], rows)
+    unconverged = [r for r in results.students if r.metrics.get("converged") == 0]
+    if unconverged:
+        doc.paragraph(
+            f"**{len(unconverged)} of {len(results.students)} students did not converge**: more epochs, or a "
+            "schedule that anneals, before drawing conclusions from them."
+        )
 
 
 def _correlation_section(doc: MarkdownDoc, results: SweepResults, out_dir: Path) -> None:
@@ -534,7 +599,7 @@ def sweep_report(
         doc.paragraph(timing)
     if preface is not None:
         preface(doc, results)
-    _teacher_section(doc, results)
+    _teacher_section(doc, results, parse_floors((spec or {}).get("teacher_floors")))
     if results.students:
         _students_section(doc, results)
         _correlation_section(doc, results, out)

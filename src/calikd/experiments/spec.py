@@ -18,6 +18,8 @@ teacher_inputs: [full]              # full | low (low only with a student resolu
 taus: [null]                        # distillation temperatures (null: the method's default)
 seeds: [0, 1, 2]
 distill: {epochs: 6}                # DistillConfig keys for every student
+teacher_floors: {"mlp*": 0.88, "*": 0.91}  # optional: least test accuracy per teacher (glob on its
+                                    # name or model, first match wins); the report flags those below
 robustness:                         # optional: every teacher and student also under corruption
   corruptions: benchmark            # all | benchmark | extra | a list of names
   test_subset: 2000                 # corrupt a stratified subset of the test split (default: all of it)
@@ -34,6 +36,7 @@ layout, see :mod:`calikd.data.corrupted`) and a ``robustness`` run evaluates eac
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import itertools
 import os
 from dataclasses import dataclass, field
@@ -64,6 +67,7 @@ SPEC_KEYS = (
     "seeds",
     "distill",
     "robustness",
+    "teacher_floors",
 )
 ROBUSTNESS_KEYS = ("corruptions", "test_subset", "seed", "table")
 # keys the sweep sets itself: not allowed in teacher_defaults / distill
@@ -132,6 +136,7 @@ class SweepSpec:
     seeds: list[int]
     distill: dict[str, Any] = field(default_factory=dict)
     robustness: dict[str, Any] | None = None
+    teacher_floors: dict[str, float] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -257,6 +262,7 @@ def parse_spec(data: dict[str, Any], *, default_name: str = "sweep") -> SweepSpe
         seeds=_parse_seeds(data.get("seeds") or [0]),
         distill=distill,
         robustness=_parse_robustness(data.get("robustness"), dataset),
+        teacher_floors=parse_floors(data.get("teacher_floors")),
         raw=dict(data),
     )
     if not spec.dataset and any(m["method"] == "ce" for m in spec.methods):
@@ -264,6 +270,35 @@ def parse_spec(data: dict[str, Any], *, default_name: str = "sweep") -> SweepSpe
     if not spec.teachers and any(m["method"] != "ce" for m in spec.methods):
         raise ConfigError("the sweep distils, so it needs at least one entry under 'teachers'")
     return spec
+
+
+def parse_floors(value: Any) -> dict[str, float]:
+    """The sweep's ``teacher_floors``: glob patterns (teacher name or model) -> least test accuracy."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"'teacher_floors' must map model-name patterns to accuracies, got {type(value).__name__}",
+            hint='e.g. teacher_floors: {"mlp*": 0.88, "*": 0.91}',
+        )
+    floors = {}
+    for pattern, floor in value.items():
+        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0:
+            raise ConfigError(
+                f"teacher floor for '{pattern}' must be an accuracy in [0, 1], got {floor!r}",
+                hint="write 0.91 for 91%",
+            )
+        floors[str(pattern)] = float(floor)
+    return floors
+
+
+def floor_for(name: str, model: str | None, floors: dict[str, float]) -> float | None:
+    """The floor of the first pattern in ``floors`` that the teacher's ``name`` or ``model`` matches (None:
+    no floor)."""
+    keys = [name] if model is None else [name, model]
+    return next(
+        (f for pattern, f in floors.items() if any(fnmatch.fnmatchcase(k, pattern) for k in keys)), None
+    )
 
 
 def _parse_seeds(value: Any) -> list[int]:

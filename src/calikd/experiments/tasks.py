@@ -29,6 +29,18 @@ def _numbers(prefix: str, values: dict[str, Any]) -> dict[str, float | None]:
     return {f"{prefix}{k}": values.get(k) for k in REPORT_METRICS if k in values}
 
 
+def _convergence(record: dict[str, Any]) -> dict[str, Any]:
+    """A run's convergence check as store metrics (1.0 / 0.0 flags; ranges and ratios as numbers)."""
+    if not record:
+        return {}
+    return {
+        "converged": float(record["converged"]),
+        "annealed": float(record["annealed"]),
+        "accuracy_range_last": record["accuracy_range"],
+        "final_lr_ratio": record["final_lr_ratio"],
+    }
+
+
 def _existing_run(out_dir: str) -> bool:
     return (Path(out_dir) / "last.json").exists()
 
@@ -49,6 +61,7 @@ def run_teacher(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
         "best_epoch": result.best_epoch,
         "train_images_per_s": result.train_images_per_s,
         TRAIN_LOOP_METRIC: result.wall_time_s,
+        **_convergence(result.convergence),
     }
     artifacts = {"last": str(result.checkpoint), "best": str(result.best_checkpoint)}
     return metrics, artifacts
@@ -107,6 +120,7 @@ def run_distill(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
         "best_epoch": result.best_epoch,
         "train_images_per_s": result.train_images_per_s,
         TRAIN_LOOP_METRIC: result.wall_time_s,
+        **_convergence(result.convergence),
     }
     if result.teacher:
         test = result.teacher.get("metrics", {}).get("full", {}).get("test", {})

@@ -28,6 +28,7 @@ from calikd.store.checkpoint import (
     CheckpointPaths,
     checkpoint_id,
     read_checkpoint,
+    read_meta,
     save_checkpoint,
 )
 from calikd.store.files import file_sha256
@@ -45,6 +46,7 @@ __all__ = [
     "load_state_into",
     "pack_tree",
     "read_checkpoint",
+    "read_meta",
     "save_checkpoint",
     "unpack_tree",
 ]

@@ -301,6 +301,11 @@ def read_checkpoint(path: PathLike, *, map_location: str | torch.device = "cpu")
     return Checkpoint(meta, deserialize_tensors(data, paths.weights, map_location), paths)
 
 
+def read_meta(path: PathLike) -> dict[str, Any]:
+    """A checkpoint's metadata only (the weights are neither read nor verified)."""
+    return _read_meta(resolve_paths(path))[1]
+
+
 def checkpoint_id(path: PathLike) -> str:
     """Short SHA-256 of the checkpoint's weights (from its metadata; :func:`read_checkpoint` verifies it)."""
     return str(_read_meta(resolve_paths(path))[1]["weights_sha256"])[:ID_LENGTH]

@@ -23,6 +23,7 @@ from calikd.data import (
     load_dataset,
 )
 from calikd.engine.config import build_optimization
+from calikd.engine.convergence import check_convergence
 from calikd.engine.distributed import Distributed, sync_batch_norm
 from calikd.engine.evaluate import predict_logits
 from calikd.engine.precision import select_precision
@@ -70,6 +71,7 @@ class TeacherResult:
     train_images_per_s: float
     precision: str
     device: str
+    convergence: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -350,6 +352,8 @@ def train_teacher(
     load_state_into(best_model, read_checkpoint(out_dir / "best").state_dict)
     test_best = summary_metrics(*evaluate(best_model, data.test))
     throughput = mean_throughput(history, start_epoch)
+    convergence = check_convergence(history, peak_lr=config.lr)
+    say(f"convergence: {convergence.describe()}")
     result = TeacherResult(
         out_dir=out_dir,
         checkpoint=out_dir / "last.safetensors",
@@ -362,6 +366,7 @@ def train_teacher(
         train_images_per_s=throughput,
         precision=precision.name,
         device=str(device),
+        convergence=convergence.to_dict(),
         extra={
             "precision": choice.describe(),
             **({"world_size": runtime.world_size} if runtime.enabled else {}),
