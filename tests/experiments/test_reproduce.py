@@ -24,8 +24,10 @@ def test_every_preset_is_a_valid_sweep(name: str, preset: str) -> None:
         assert spec.dataset == "cifar100" and spec.distill["epochs"] == 240
     else:
         assert spec.dataset == "fashion-mnist"
+    if preset != "paper":
+        assert spec.teacher_floors
     if name == "kim2025":
-        assert len(spec.teachers) >= 10
+        assert len(spec.teachers) >= (5 if preset == "quick" else 10)
 
 
 def test_unknown_names_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,6 +53,11 @@ def test_cuk2023_quick_smoke_runs_and_reports(tmp_path: Path) -> None:
     text = md.read_text()
     assert "## The claim" in text and "Spearman rho(tau, student entropy)" in text
     assert "## Students vs distillation temperature" in text and html.exists()
+    # the protocol table: floors, convergence and the temperature spread, whatever they came out as
+    assert "### Protocol checks" in text
+    for check in ("teachers at or above their accuracy floor", "teachers converged", "students converged"):
+        assert f"| {check} |" in text, check
+    assert "| teacher temperatures (fitted on val) |" in text
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ A run counts as converged when both hold:
 - **its schedule annealed:** the learning rate at the end is at most :data:`ANNEALED_RATIO` (10%) of its peak
   (cosine, one-cycle and step schedules end there; a constant learning rate never does);
 - **its validation accuracy settled:** over the last :data:`LAST_EPOCHS` (3) epochs it moved by at most
-  :data:`BAND` (0.5 percentage points, max - min). Runs without a validation split use training accuracy.
+  :data:`BAND` (1 percentage point, max - min). Runs without a validation split use training accuracy.
 
 Fewer than :data:`LAST_EPOCHS` epochs cannot show a plateau and count as not converged. The check reads the
 run's per-epoch history only, so it applies to finished, resumed and stored runs alike.
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 ANNEALED_RATIO = 0.1
 LAST_EPOCHS = 3
-BAND = 0.005
+BAND = 0.01
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import statistics
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,36 @@ def _yes_no(flag: float | None) -> str:
     return "—" if flag is None else "yes" if flag else "**no**"
 
 
+@dataclass(frozen=True)
+class TeacherCheck:
+    """A teacher of the sweep against the protocol: its floor (None: none asked), whether it is below it,
+    and whether its training run converged (None: trained outside the sweep)."""
+
+    name: str
+    floor: float | None
+    below: bool
+    converged: float | None
+    temperature: float | None
+
+
+def teacher_checks(results: SweepResults, floors: dict[str, float]) -> dict[str, TeacherCheck]:
+    """Every calibrated teacher (by checkpoint) checked against ``floors`` and for convergence."""
+    checks = {}
+    for path, run in results.teachers.items():
+        trained = results.teacher_runs.get(path)
+        name = results.teacher_name(path)
+        floor = floor_for(name, _teacher_model(path, trained), floors)
+        accuracy = run.metrics.get("test_raw_accuracy")
+        checks[path] = TeacherCheck(
+            name=name,
+            floor=floor,
+            below=floor is not None and accuracy is not None and accuracy < floor,
+            converged=trained.metrics.get("converged") if trained is not None else None,
+            temperature=run.metrics.get("temperature"),
+        )
+    return checks
+
+
 def _teacher_section(doc: MarkdownDoc, results: SweepResults, floors: dict[str, float]) -> None:
     if not results.calibrations:
         return
@@ -147,26 +178,22 @@ def _teacher_section(doc: MarkdownDoc, results: SweepResults, floors: dict[str, 
         "(`teacher_floors`); a teacher below it is flagged."
     )
     rows, flagged = [], []
-    for path, run in results.teachers.items():
-        m = run.metrics
-        trained = results.teacher_runs.get(path)
-        name = results.teacher_name(path)
-        floor = floor_for(name, _teacher_model(path, trained), floors)
-        accuracy = m.get("test_raw_accuracy")
-        below = floor is not None and accuracy is not None and accuracy < floor
-        converged = trained.metrics.get("converged") if trained is not None else None
-        if below or converged == 0:
-            flagged.append(name)
+    for path, check in teacher_checks(results, floors).items():
+        m = results.teachers[path].metrics
+        if check.below or check.converged == 0:
+            flagged.append(check.name)
         rows.append(
             [
-                name,
+                check.name,
                 *(m.get(f"test_raw_{k}") for k in TEACHER_METRICS),
                 m.get("val_raw_ace"),
                 m.get("temperature"),
                 m.get("test_cal_ece"),
                 m.get("test_cal_ace"),
-                _yes_no(converged),
-                "—" if floor is None else f"{floor:.3g}" + (" **below**" if below else " met"),
+                _yes_no(check.converged),
+                "—"
+                if check.floor is None
+                else f"{check.floor:.3g}" + (" **below**" if check.below else " met"),
             ]
         )
     doc.table(
