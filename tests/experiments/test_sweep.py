@@ -69,12 +69,14 @@ def test_bad_sweep_files_are_refused_before_running(tmp_path: Path, overrides: d
         expand(parse_spec(sweep_dict(tmp_path, **overrides)))
 
 
-def test_teacher_floors_match_name_or_model_first_pattern_wins() -> None:
+@pytest.mark.parametrize("order", [1, -1])
+def test_teacher_floors_the_most_specific_pattern_wins_in_any_order(order: int) -> None:
     from calikd.experiments.spec import floor_for, parse_floors
 
-    floors = parse_floors({"big": 0.95, "mlp*": 0.88, "*": 0.91})
-    assert floor_for("big", "mlp", floors) == 0.95  # its name comes first
+    floors = parse_floors(dict(list({"big": 0.95, "mlp*": 0.88, "mlp_l*": 0.86, "*": 0.91}.items())[::order]))
+    assert floor_for("big", "mlp", floors) == 0.95  # its exact name
     assert floor_for("t1", "mlp_small", floors) == 0.88
+    assert floor_for("t1", "mlp_large", floors) == 0.86
     assert floor_for("t2", "resnet20", floors) == 0.91
     assert floor_for("t3", None, {"mlp*": 0.88}) is None
     assert parse_floors(None) == {}

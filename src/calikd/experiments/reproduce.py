@@ -168,7 +168,7 @@ def kim2025_quick() -> dict[str, Any]:
         "methods": ["kd"],
         "students": ["cnn_tiny"],
         "seeds": [0],
-        "distill": {"epochs": 6, **CPU},
+        "distill": {"epochs": 12, **CPU},
     }
 
 

@@ -19,7 +19,7 @@ taus: [null]                        # distillation temperatures (null: the metho
 seeds: [0, 1, 2]
 distill: {epochs: 6}                # DistillConfig keys for every student
 teacher_floors: {"mlp*": 0.88, "*": 0.91}  # optional: least test accuracy per teacher (glob on its
-                                    # name or model, first match wins); the report flags those below
+                                    # name or model, the most specific wins); the report flags those below
 robustness:                         # optional: every teacher and student also under corruption
   corruptions: benchmark            # all | benchmark | extra | a list of names
   test_subset: 2000                 # corrupt a stratified subset of the test split (default: all of it)
@@ -293,12 +293,21 @@ def parse_floors(value: Any) -> dict[str, float]:
 
 
 def floor_for(name: str, model: str | None, floors: dict[str, float]) -> float | None:
-    """The floor of the first pattern in ``floors`` that the teacher's ``name`` or ``model`` matches (None:
-    no floor)."""
+    """The floor of the most specific pattern in ``floors`` that the teacher's ``name`` or ``model`` matches
+    (None: no floor). Most specific: an exact name or model first, then the pattern with the most literal
+    characters (``mlp_l*`` before ``mlp*`` before ``*``), then the smaller floor; the order of the mapping
+    does not matter (stored sweep specs sort their keys)."""
     keys = [name] if model is None else [name, model]
-    return next(
-        (f for pattern, f in floors.items() if any(fnmatch.fnmatchcase(k, pattern) for k in keys)), None
-    )
+    matches = [(p, f) for p, f in floors.items() if any(fnmatch.fnmatchcase(k, p) for k in keys)]
+    if not matches:
+        return None
+
+    def specificity(item: tuple[str, float]) -> tuple[int, int, float]:
+        pattern, floor = item
+        literal = sum(1 for ch in pattern if ch not in "*?[]")
+        return (pattern in keys, literal, -floor)
+
+    return max(matches, key=specificity)[1]
 
 
 def _parse_seeds(value: Any) -> list[int]:
