@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -55,9 +56,13 @@ def test_cuk2023_quick_smoke_runs_and_reports(tmp_path: Path) -> None:
     assert "## Students vs distillation temperature" in text and html.exists()
     # the protocol table: floors, convergence and the temperature spread, whatever they came out as
     assert "### Protocol checks" in text
-    for check in ("teachers at or above their accuracy floor", "teachers converged", "students converged"):
-        assert f"| {check} |" in text, check
-    assert "| teacher temperatures (fitted on val) |" in text
+    for check in (
+        "teachers at or above their accuracy floor",
+        "teachers converged",
+        "teacher temperatures (fitted on val)",
+        "students converged",
+    ):
+        assert re.search(rf"\| {re.escape(check)} +\| ", text), check
 
 
 @pytest.mark.slow
