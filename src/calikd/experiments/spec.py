@@ -302,10 +302,10 @@ def floor_for(name: str, model: str | None, floors: dict[str, float]) -> float |
     if not matches:
         return None
 
-    def specificity(item: tuple[str, float]) -> tuple[int, int, float]:
+    def specificity(item: tuple[str, float]) -> tuple[bool, bool, int, float]:
         pattern, floor = item
         literal = sum(1 for ch in pattern if ch not in "*?[]")
-        return (pattern in keys, literal, -floor)
+        return (pattern == name, pattern in keys, literal, -floor)
 
     return max(matches, key=specificity)[1]
 
