@@ -30,6 +30,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"uses features: {info['uses_features']}; needs a teacher: {info['needs_teacher']}")
         rows = [[k, repr(v["default"]), v["help"]] for k, v in info["options"].items()]
         print(format_table(["option", "default", "meaning"], rows))
+        if info["pair_defaults"]:
+            print(f"\nthe authors' values per pair (`--method-preset paper`; {info['pair_source']}):")
+            pairs = [
+                [
+                    f"{p['teacher']} -> {p['student']}",
+                    ", ".join(f"{k}={v!r}" for k, v in p["options"].items()),
+                ]
+                for p in info["pair_defaults"]
+            ]
+            print(format_table(["teacher -> student", "options"], pairs))
         return 0
     rows = []
     for name in list_distillers():

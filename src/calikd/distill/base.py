@@ -13,7 +13,7 @@ config and their loss maths as a pure function usable in any training loop.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -105,10 +105,14 @@ class Distiller(nn.Module, abc.ABC):
     ``student_input`` / ``teacher_input`` are example batches used to find feature shapes (feature methods);
     ``num_samples`` and ``sample_labels`` (the label of every training index) serve index-based methods (CRD).
     ``source`` cites the paper and the reference code the defaults come from (shown by ``calikd methods``).
+    ``pair_defaults`` holds the authors' per-pair option values, ``{(teacher model, student model): {option:
+    value}}``, read from ``pair_source`` (their config files); ``--method-preset paper`` applies them.
     """
 
     method: ClassVar[str] = ""
     source: ClassVar[str] = ""
+    pair_defaults: ClassVar[Mapping[tuple[str, str], Mapping[str, Any]]] = {}
+    pair_source: ClassVar[str] = ""
     config_class: ClassVar[type[DistillerConfig]] = DistillerConfig
     uses_features: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True

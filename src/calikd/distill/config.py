@@ -50,6 +50,12 @@ class DistillConfig(TrainingConfig, AugmentConfig):
         "auto",
         "none | temperature (stored, else fitted on val now) | auto (the stored calibrator if any) | PATH",
     )
+    method_preset: str = option(
+        "default",
+        "default = the method's defaults | paper = the authors' per-pair values for this teacher and student "
+        "where they give them (see `calikd methods M`); explicit options still win",
+        choices=("default", "paper"),
+    )
     tau_from_calibration: bool = option(
         False, "Song & Yang: distil at the teacher's fitted temperature (tau = T) instead of calibrating"
     )

@@ -97,4 +97,15 @@ def distiller_info(name: str) -> dict[str, Any]:
         "uses_features": cls.uses_features,
         "needs_teacher": cls.needs_teacher,
         "options": options,
+        "pair_defaults": [
+            {"teacher": t, "student": st, "options": dict(values)}
+            for (t, st), values in cls.pair_defaults.items()
+        ],
+        "pair_source": cls.pair_source,
     }
+
+
+def pair_options(name: str, teacher_model: str | None, student_model: str) -> dict[str, Any] | None:
+    """The authors' option values of method ``name`` for this teacher/student pair (None: not listed)."""
+    values = distiller_class(name).pair_defaults.get((teacher_model or "", student_model))
+    return None if values is None else dict(values)

@@ -21,7 +21,7 @@ from calikd.distill.base import Distiller
 from calikd.distill.cache import TeacherLogitCache
 from calikd.distill.config import DistillConfig
 from calikd.distill.inputs import DistillInputs
-from calikd.distill.registry import create_distiller, distiller_class
+from calikd.distill.registry import create_distiller, distiller_class, method_config, pair_options
 from calikd.distill.report import write_report
 from calikd.distill.teacher import DistillTeacher, load_teacher
 from calikd.distill.teacher_numbers import teacher_reports
@@ -101,6 +101,27 @@ class DistillResult:
         for key in ("out_dir", "checkpoint", "best_checkpoint"):
             out[key] = str(out[key])
         return out
+
+
+def _apply_pair_defaults(
+    config: DistillConfig,
+    method_options: dict[str, Any],
+    teacher_meta: dict[str, Any] | None,
+    say: Callable[[str], None],
+) -> None:
+    """``--method-preset paper``: the authors' values for this pair under the options given explicitly."""
+    teacher_model = (teacher_meta or {}).get("model", {}).get("name")
+    values = pair_options(config.method, teacher_model, config.student)
+    if values is None:
+        say(
+            f"note: no per-pair values of {config.method} for {teacher_model} -> {config.student}: "
+            "the method's defaults apply (`calikd methods` lists the pairs)"
+        )
+        return
+    taken = {k: v for k, v in values.items() if k not in method_options}
+    method_options.update(taken)
+    method_config(config.method, method_options)  # the merged options must still be valid
+    say(f"{config.method}: the authors' values for {teacher_model} -> {config.student}: {taken}")
 
 
 def _load_data(config: DistillConfig, teacher_meta: dict[str, Any] | None) -> DatasetSplits:
@@ -501,6 +522,8 @@ def distill(
     info = data.info
     if teacher_meta is not None:
         _check_teacher_fits(teacher_meta, data, str(config.teacher))
+    if config.method_preset == "paper":
+        _apply_pair_defaults(config, method_options, teacher_meta, say)
     kd_augment = AugmentConfig(**{name: getattr(config, name) for name in config_fields(AugmentConfig)})
     inputs = DistillInputs(
         info,
