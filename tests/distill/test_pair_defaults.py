@@ -21,6 +21,16 @@ def test_every_listed_pair_is_valid_for_its_method() -> None:
             method_config(name, pair["options"])  # option names and values the method accepts
             assert pair_options(name, pair["teacher"], pair["student"]) == pair["options"]
     assert pair_options("kd", "resnet56", "resnet20") is None
+    # values read from the authors' configs (see each method's pair_source)
+    assert pair_options("dkd", "resnet56", "resnet20") == {"beta": 2.0}
+    assert pair_options("dkd", "wrn_40_2", "wrn_16_2") == {"beta": 6.0}
+    assert pair_options("catkd", "wrn_40_2", "shufflenetv1") == {
+        "kd_weight": 80.0,
+        "resolution": 4,
+        "normalize": True,
+    }
+    assert pair_options("reviewkd", "resnet56", "resnet20") == {"kd_weight": 0.6}
+    assert pair_options("kdpp", "resnet32x4", "resnet8x4") == {"kd_weight": 3.5, "nd_weight": 2.0}
 
 
 def test_paper_preset_takes_the_pairs_values_under_explicit_options(

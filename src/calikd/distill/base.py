@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
@@ -93,6 +94,14 @@ def clone_out_of_inference(value: Any) -> Any:
     return value
 
 
+PairDefaults = Mapping[tuple[str, str], Mapping[str, Any]]
+
+
+def pair_table(values: dict[tuple[str, str], dict[str, Any]]) -> PairDefaults:
+    """A read-only ``{(teacher model, student model): {option: value}}`` table for ``pair_defaults``."""
+    return MappingProxyType({pair: MappingProxyType(dict(options)) for pair, options in values.items()})
+
+
 class Distiller(nn.Module, abc.ABC):
     """Student + frozen teacher + the method's trainable parts; subclasses implement :meth:`compute_losses`.
 
@@ -111,7 +120,7 @@ class Distiller(nn.Module, abc.ABC):
 
     method: ClassVar[str] = ""
     source: ClassVar[str] = ""
-    pair_defaults: ClassVar[Mapping[tuple[str, str], Mapping[str, Any]]] = {}
+    pair_defaults: ClassVar[PairDefaults] = MappingProxyType({})
     pair_source: ClassVar[str] = ""
     config_class: ClassVar[type[DistillerConfig]] = DistillerConfig
     uses_features: ClassVar[bool] = False

@@ -10,7 +10,8 @@ and how our number is computed from the sweep's results:
 - ``full``: Fashion-MNIST (a 10,000-image subset), longer-trained teachers, 3 seeds: <= 90 minutes on 2 CPU
   cores (the wall times measured are in ``docs/results.md``).
 - ``paper``: the papers' protocols (CIFAR-100 with the CRD benchmark recipe: 240 epochs, SGD lr 0.05,
-  batch 64, decay x0.1 at 150/180/210, weight decay 5e-4; KD T = 4, CE 0.1 + KD 0.9), meant for a GPU.
+  batch 64, decay x0.1 at 150/180/210, weight decay 5e-4; KD T = 4, CE 0.1 + KD 0.9; each method's per-pair
+  values from its authors, ``method_preset: paper``), meant for a GPU.
   ``smoke=True`` swaps in tiny synthetic data of the same shape and one epoch, to check that it runs.
 """
 
@@ -71,7 +72,7 @@ def song2021(preset: str) -> dict[str, Any]:
             "methods": ["kd"],
             "students": ["resnet8"],
             "seeds": [0, 1, 2],
-            "distill": CRD_RECIPE,
+            "distill": {**CRD_RECIPE, "method_preset": "paper"},
         }
     if preset == "quick":
         return {
@@ -126,7 +127,7 @@ def kim2025(preset: str) -> dict[str, Any]:
             "methods": ["kd", "dkd", "ls"],
             "students": ["wrn_16_2", "shufflenetv2"],
             "seeds": [0],
-            "distill": CRD_RECIPE,
+            "distill": {**CRD_RECIPE, "method_preset": "paper"},
         }
     if preset == "quick":
         return kim2025_quick()
@@ -196,7 +197,7 @@ def mishra2023(preset: str) -> dict[str, Any]:
             "students": ["shufflenetv1"],
             "kd_augments": augments,
             "seeds": [0, 1, 2],
-            "distill": {**CRD_RECIPE, "lr": 0.01},
+            "distill": {**CRD_RECIPE, "lr": 0.01, "method_preset": "paper"},
             "robustness": {"corruptions": "benchmark", "seed": 0},  # CIFAR-100-C style, all 10,000 images
         }
     if preset == "quick":
@@ -248,7 +249,7 @@ def cuk2023(preset: str) -> dict[str, Any]:
             "teacher_inputs": ["full", "low"],
             "taus": [1.0, 4.0, 10.0, 20.0],
             "seeds": [0, 1, 2],
-            "distill": CRD_RECIPE,
+            "distill": {**CRD_RECIPE, "method_preset": "paper"},
         }
     if preset == "quick":
         return {

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from calikd.distill.base import Distiller, DistillerConfig, DistillStep, clone_out_of_inference
+from calikd.distill.base import Distiller, DistillerConfig, DistillStep, clone_out_of_inference, pair_table
 from calikd.distill.registry import register_distiller
 from calikd.errors import ConfigError
 from calikd.utils.config import option
@@ -116,6 +116,25 @@ class CATKD(Distiller):
     uses_features = True  # the teacher must run on every batch (its CAMs), not come from the logit cache
     source = (
         "Guo et al., CVPR 2023; defaults: authors' configs/cifar100/CAT_KD/res32x4_res8x4.yaml, CAT_KD.py"
+    )
+    pair_source = (
+        "GzyAftermath/CAT-KD configs/cifar100/CAT_KD/*.yaml @ 4467073"
+        " (CAT_loss_weight, CAM_RESOLUTION, IF_NORMALIZE)"
+    )
+    pair_defaults = pair_table(
+        {
+            ("resnet110", "resnet32"): {"kd_weight": 1.8, "resolution": 2, "normalize": False},
+            ("resnet32x4", "resnet8x4"): {"kd_weight": 15.0, "resolution": 2, "normalize": False},
+            ("resnet32x4", "shufflenetv1"): {"kd_weight": 600.0, "resolution": 4, "normalize": True},
+            ("resnet32x4", "shufflenetv2"): {"kd_weight": 600.0, "resolution": 4, "normalize": True},
+            ("resnet50", "mobilenetv2"): {"kd_weight": 40.0, "resolution": 2, "normalize": True},
+            ("resnet56", "resnet20"): {"kd_weight": 0.7, "resolution": 2, "normalize": False},
+            ("vgg13", "mobilenetv2"): {"kd_weight": 15.0, "resolution": 2, "normalize": True},
+            ("vgg13", "vgg8"): {"kd_weight": 4.5, "resolution": 2, "normalize": False},
+            ("wrn_40_2", "shufflenetv1"): {"kd_weight": 80.0, "resolution": 4, "normalize": True},
+            ("wrn_40_2", "wrn_16_2"): {"kd_weight": 12.0, "resolution": 2, "normalize": False},
+            ("wrn_40_2", "wrn_40_1"): {"kd_weight": 1.5, "resolution": 2, "normalize": False},
+        }
     )
 
     def feature_layers(self) -> tuple[Sequence[str], Sequence[str]]:

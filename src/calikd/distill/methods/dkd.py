@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from calikd.distill.base import Distiller, DistillerConfig, DistillStep
+from calikd.distill.base import Distiller, DistillerConfig, DistillStep, pair_table
 from calikd.distill.functional import hard_labels, standardize_logits
 from calikd.distill.registry import register_distiller
 from calikd.errors import ConfigError
@@ -115,6 +115,24 @@ class DKD(Distiller):
 
     config_class = DKDConfig
     source = "Zhao et al., CVPR 2022 (megvii-research/mdistiller)"
+    pair_source = (
+        "megvii-research/mdistiller configs/cifar100/dkd/*.yaml @ a08d46f (BETA; unset = the default 8)"
+    )
+    pair_defaults = pair_table(
+        {
+            ("resnet110", "resnet32"): {"beta": 2.0},
+            ("resnet32x4", "resnet8x4"): {"beta": 8.0},
+            ("resnet32x4", "shufflenetv1"): {"beta": 8.0},
+            ("resnet32x4", "shufflenetv2"): {"beta": 8.0},
+            ("resnet50", "mobilenetv2"): {"beta": 8.0},
+            ("resnet56", "resnet20"): {"beta": 2.0},
+            ("vgg13", "mobilenetv2"): {"beta": 6.0},
+            ("vgg13", "vgg8"): {"beta": 6.0},
+            ("wrn_40_2", "shufflenetv1"): {"beta": 8.0},
+            ("wrn_40_2", "wrn_16_2"): {"beta": 6.0},
+            ("wrn_40_2", "wrn_40_1"): {"beta": 6.0},
+        }
+    )
 
     warmup_fraction = WARMUP_FRACTION
 

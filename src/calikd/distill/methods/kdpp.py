@@ -31,7 +31,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from calikd.distill.base import DistillerConfig, DistillStep, FeatureDistiller
+from calikd.distill.base import DistillerConfig, DistillStep, FeatureDistiller, pair_table
 from calikd.distill.methods.dkd import warmup_factor
 from calikd.distill.methods.kd import kd_loss
 from calikd.distill.registry import register_distiller
@@ -105,6 +105,20 @@ class KDPP(FeatureDistiller):
     warmup_fraction = WARMUP_FRACTION
     single_pair = True
     source = "Wang et al., ICCV 2023; defaults: authors' CIFAR/train_cifar.sh, train_cifar_kd.py, utils.py"
+    pair_source = (
+        "WangYZ1608/Knowledge-Distillation-via-ND CIFAR/train_cifar.sh @ fc6f3f9"
+        " (--kd_loss_factor, --nd_loss_factor)"
+    )
+    pair_defaults = pair_table(
+        {
+            ("resnet56", "resnet20"): {"kd_weight": 1.0, "nd_weight": 2.0},
+            ("resnet32x4", "resnet8x4"): {"kd_weight": 3.5, "nd_weight": 2.0},
+            ("wrn_40_2", "wrn_40_1"): {"kd_weight": 1.0, "nd_weight": 1.5},
+            ("resnet50", "mobilenetv2"): {"kd_weight": 3.0, "nd_weight": 0.5},
+            ("resnet32x4", "shufflenetv1"): {"kd_weight": 2.5, "nd_weight": 1.5},
+            ("resnet32x4", "shufflenetv2"): {"kd_weight": 4.0, "nd_weight": 0.5},
+        }
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

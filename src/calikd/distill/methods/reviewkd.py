@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from calikd.distill.base import DistillerConfig, DistillStep, FeatureDistiller
+from calikd.distill.base import DistillerConfig, DistillStep, FeatureDistiller, pair_table
 from calikd.distill.methods.at import intermediate_stages
 from calikd.distill.methods.dkd import warmup_factor
 from calikd.distill.registry import register_distiller
@@ -130,6 +130,19 @@ class ReviewKD(FeatureDistiller):
     source = (
         "Chen et al., CVPR 2021; defaults: authors' CIFAR-100/script/reviewKD.sh, mdistiller "
         "mdistiller/distillers/ReviewKD.py, engine/cfg.py"
+    )
+    pair_source = "dvlab-research/ReviewKD CIFAR-100/script/reviewKD.sh @ cede6ea (--kd-loss-weight)"
+    pair_defaults = pair_table(
+        {
+            ("wrn_40_2", "wrn_16_2"): {"kd_weight": 5.0},
+            ("wrn_40_2", "wrn_40_1"): {"kd_weight": 5.0},
+            ("wrn_40_2", "shufflenetv1"): {"kd_weight": 5.0},
+            ("resnet32x4", "resnet8x4"): {"kd_weight": 5.0},
+            ("resnet32x4", "shufflenetv1"): {"kd_weight": 5.0},
+            ("resnet32x4", "shufflenetv2"): {"kd_weight": 8.0},
+            ("resnet56", "resnet20"): {"kd_weight": 0.6},
+            ("resnet110", "resnet32"): {"kd_weight": 1.0},
+        }
     )
 
     def feature_layers(self) -> tuple[Sequence[str], Sequence[str]]:
