@@ -59,6 +59,10 @@ def test_expansion_dedupes_the_baseline_and_orders_phases(tmp_path: Path) -> Non
         ({"seeds": ["one"]}, r"'seeds' must be non-negative integers, got \['one'\]"),
         ({"teachers": []}, "needs at least one entry under 'teachers'"),
         ({"dataset": None, "teachers": [{"checkpoint": "x/last"}]}, "'ce' .* needs the sweep's 'dataset'"),
+        ({"pairs": [{"teacher": "t9", "student": "cnn"}]}, "pairs: no teacher named 't9'.*did you mean 't8'"),
+        ({"pairs": [{"teacher": "t8", "student": "cnm"}]}, "pairs: no student 'cnm'.*did you mean 'cnn'"),
+        ({"pairs": [{"teacher": "t8", "studnet": "cnn"}]}, "did you mean 'student'"),
+        ({"pairs": ["t8"]}, "each entry of 'pairs' must be a mapping"),
         ({"teacher_floors": [0.9]}, "'teacher_floors' must map model-name patterns to accuracies"),
         ({"teacher_floors": {"*": 91}}, r"teacher floor for '\*' must be an accuracy in \[0, 1\], got 91"),
         ({"teacher_floor": {"*": 0.9}}, "did you mean 'teacher_floors'"),
@@ -67,6 +71,30 @@ def test_expansion_dedupes_the_baseline_and_orders_phases(tmp_path: Path) -> Non
 def test_bad_sweep_files_are_refused_before_running(tmp_path: Path, overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         expand(parse_spec(sweep_dict(tmp_path, **overrides)))
+
+
+def test_pairs_restrict_the_teacher_student_grid(tmp_path: Path) -> None:
+    teachers = [
+        {"name": "t8", "model": "resnet8", "epochs": 1},
+        {"name": "t14", "model": "resnet14", "epochs": 1},
+    ]
+    students = [{"model": "cnn", "kwargs": {"width": 4}}, {"name": "tiny", "model": "mlp", "kwargs": {}}]
+    full = expand(
+        parse_spec(sweep_dict(tmp_path, teachers=teachers, students=students, calibrations=["none"]))
+    )
+    pairs = [{"teacher": "t8", "student": "cnn"}, {"teacher": "t14", "student": "tiny"}]
+    spec = parse_spec(
+        sweep_dict(tmp_path, teachers=teachers, students=students, calibrations=["none"], pairs=pairs)
+    )
+    paired = expand(spec)
+    kd = {
+        (p.config["teacher"].split("/")[-2].split("-")[0], p.config["student"])
+        for p in paired
+        if p.config.get("method") == "kd"
+    }
+    assert kd == {("t8", "cnn"), ("t14", "mlp")}
+    assert sum(p.config.get("method") == "kd" for p in full) == 4  # without pairs: every teacher x student
+    assert sum(p.config.get("method") == "ce" for p in paired) == 2  # the students alone, once each
 
 
 @pytest.mark.parametrize("order", [1, -1])

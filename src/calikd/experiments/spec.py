@@ -18,6 +18,8 @@ teacher_inputs: [full]              # full | low (low only with a student resolu
 taus: [null]                        # distillation temperatures (null: the method's default)
 seeds: [0, 1, 2]
 distill: {epochs: 6}                # DistillConfig keys for every student
+pairs: [{teacher: r20, student: cnn}]  # optional: only these teacher/student pairs instead of every
+                                    # teacher with every student (student: its name or model)
 teacher_floors: {"mlp*": 0.88, "*": 0.91}  # optional: least test accuracy per teacher (glob on its
                                     # name or model, the most specific wins); the report flags those below
 robustness:                         # optional: every teacher and student also under corruption
@@ -68,6 +70,7 @@ SPEC_KEYS = (
     "distill",
     "robustness",
     "teacher_floors",
+    "pairs",
 )
 ROBUSTNESS_KEYS = ("corruptions", "test_subset", "seed", "table")
 # keys the sweep sets itself: not allowed in teacher_defaults / distill
@@ -137,6 +140,7 @@ class SweepSpec:
     distill: dict[str, Any] = field(default_factory=dict)
     robustness: dict[str, Any] | None = None
     teacher_floors: dict[str, float] = field(default_factory=dict)
+    pairs: list[tuple[str, str]] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -265,11 +269,45 @@ def parse_spec(data: dict[str, Any], *, default_name: str = "sweep") -> SweepSpe
         teacher_floors=parse_floors(data.get("teacher_floors")),
         raw=dict(data),
     )
+    spec.pairs = _parse_pairs(data.get("pairs"), spec)
     if not spec.dataset and any(m["method"] == "ce" for m in spec.methods):
         raise ConfigError("the baseline method 'ce' (the student alone) needs the sweep's 'dataset'")
     if not spec.teachers and any(m["method"] != "ce" for m in spec.methods):
         raise ConfigError("the sweep distils, so it needs at least one entry under 'teachers'")
     return spec
+
+
+def _student_label(student: dict[str, Any]) -> str:
+    return student.get("name") or student["model"]
+
+
+def _parse_pairs(value: Any, spec: SweepSpec) -> list[tuple[str, str]] | None:
+    """The sweep's ``pairs``: (teacher name, student name or model), each naming an entry of the sweep."""
+    if value is None:
+        return None
+    teachers = [t.name for t in spec.teachers]
+    students = {_student_label(s) for s in spec.students} | {s["model"] for s in spec.students}
+    pairs = []
+    for entry in _as_list(value, "pairs"):
+        if not isinstance(entry, dict):
+            raise ConfigError(
+                f"each entry of 'pairs' must be a mapping, got {entry!r}",
+                hint="e.g. pairs: [{teacher: r56, student: resnet20}]",
+            )
+        _check_keys(entry, ("teacher", "student"), "a pairs entry")
+        teacher, student = str(entry.get("teacher")), str(entry.get("student"))
+        if teacher not in teachers:
+            raise ConfigError(
+                f"pairs: no teacher named '{teacher}'{did_you_mean(teacher, teachers)}",
+                hint=f"the sweep's teachers: {', '.join(teachers)}",
+            )
+        if student not in students:
+            raise ConfigError(
+                f"pairs: no student '{student}'{did_you_mean(student, sorted(students))}",
+                hint=f"the sweep's students: {', '.join(sorted(students))}",
+            )
+        pairs.append((teacher, student))
+    return pairs
 
 
 def parse_floors(value: Any) -> dict[str, float]:
@@ -413,7 +451,7 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
         if teacher_input == "low" and resolution is None:
             continue
         baseline = method["method"] == "ce"
-        teachers = [None] if baseline else spec.teachers
+        teachers = [None] if baseline else [t for t in spec.teachers if _paired(spec, t.name, student)]
         for teacher in teachers:
             for calibration in ["none"] if baseline else spec.calibrations:
                 for tau in [None] if baseline else spec.taus:
@@ -459,6 +497,13 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
     if spec.robustness is not None:
         plans.extend(_robustness_plans(spec, plans, teacher_ckpt))
     return plans
+
+
+def _paired(spec: SweepSpec, teacher: str, student: dict[str, Any]) -> bool:
+    """Whether the sweep runs this teacher with this student (always, without ``pairs``)."""
+    if spec.pairs is None:
+        return True
+    return any(t == teacher and s in (_student_label(student), student["model"]) for t, s in spec.pairs)
 
 
 def _uncalibrated_stem(checkpoint: str) -> Path | None:
