@@ -352,3 +352,33 @@ def test_resume_keeps_the_measured_precision(
     assert (resumed.precision, resumed.extra["precision"]["source"]) == ("fp32-cl", "resumed")
     fresh = distill(distill_config(teacher_ckpt, tmp_path / "fresh", **common), log=None)
     assert (fresh.precision, fresh.extra["precision"]["source"]) == ("fp32-cl", "cached")  # remembered
+
+
+def test_raw_and_calibrated_students_of_one_seed_are_paired(
+    distill_config, teacher_ckpt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Students compared with each other (raw vs calibrated teacher) start from the same weights and see the
+    same batches, so their paired difference carries no sampling noise of its own (issue 15's protocol)."""
+    import calikd.distill.train as train_module
+
+    made: list[tuple[dict[str, torch.Tensor], list[torch.Tensor]]] = []  # (initial weights, inputs seen)
+    original = train_module.create_model
+
+    def recording(*args, **kwargs):
+        model = original(*args, **kwargs)
+        seen: list[torch.Tensor] = []
+        made.append(({k: v.clone() for k, v in model.state_dict().items()}, seen))
+        model.register_forward_pre_hook(lambda _m, inp: seen.append(inp[0].detach().clone()))
+        return model
+
+    monkeypatch.setattr(train_module, "create_model", recording)
+    students = []
+    for calibration in ("none", "temperature"):
+        made.clear()
+        cfg = distill_config(teacher_ckpt, tmp_path / calibration, teacher_calibration=calibration, epochs=1)
+        distill(cfg, log=None)
+        students.append(max(made, key=lambda entry: len(entry[1])))  # the model that was trained
+    (w0, seen0), (w1, seen1) = students
+    assert _same(w0, w1)  # same initial weights
+    assert len(seen0) == len(seen1) > 0
+    assert all(torch.equal(a, b) for a, b in zip(seen0, seen1, strict=True))  # same batches, same order
