@@ -19,6 +19,7 @@ larger than the effect you care about means "too few runs to tell", not "no effe
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -95,6 +96,23 @@ class DetectableEffect:
         return asdict(self)
 
 
+@functools.lru_cache(maxsize=256)
+def _effect_size(n: int, alpha: float, power: float) -> float:
+    """The effect (in standard deviations) with ``power`` at ``n`` pairs and level ``alpha``, by bisection;
+    it depends on these three alone, so a report with many paired rows solves it once per n."""
+    crit, (w, weight), root_n = t_ppf(1.0 - alpha / 2.0, n - 1), _w_grid(n - 1), math.sqrt(n)
+    lo, hi = 0.0, 1.0
+    while _power(hi * root_n, crit, w, weight) < power:
+        lo, hi = hi, 2.0 * hi
+    for _ in range(60):  # to ~1e-15 relative
+        mid = 0.5 * (lo + hi)
+        if _power(mid * root_n, crit, w, weight) < power:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 def minimum_detectable_effect(
     n: int, std: float | None = None, *, alpha: float = 0.05, power: float = 0.8
 ) -> DetectableEffect:
@@ -107,17 +125,7 @@ def minimum_detectable_effect(
         isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std < 0
     ):
         raise ConfigError(f"std must be a finite number >= 0; got {std!r}")
-    crit, (w, weight), root_n = t_ppf(1.0 - alpha / 2.0, n - 1), _w_grid(n - 1), math.sqrt(n)
-    lo, hi = 0.0, 1.0
-    while _power(hi * root_n, crit, w, weight) < power:
-        lo, hi = hi, 2.0 * hi
-    for _ in range(60):  # to ~1e-15 relative
-        mid = 0.5 * (lo + hi)
-        if _power(mid * root_n, crit, w, weight) < power:
-            lo = mid
-        else:
-            hi = mid
-    effect = 0.5 * (lo + hi)
+    effect = _effect_size(n, alpha, power)
     return DetectableEffect(
         n=n,
         alpha=alpha,
