@@ -15,14 +15,14 @@ import statistics
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from calikd.analysis import correlate, paired_difference, rank_agreement
-from calikd.errors import CalikdError, ConfigError
+from calikd.errors import ConfigError
 from calikd.experiments.overhead import timing_paragraph
-from calikd.experiments.spec import floor_for, parse_floors
+from calikd.experiments.protocol import teacher_checks
+from calikd.experiments.spec import parse_floors
 from calikd.report import (
     MarkdownDoc,
     ScatterPoint,
@@ -32,7 +32,6 @@ from calikd.report import (
     scatter_with_fit,
     write_report,
 )
-from calikd.store import read_meta
 from calikd.store.results import ResultsStore, RunRecord
 from calikd.utils.run_lock import hold_run_dir, locks_run_dir
 
@@ -123,48 +122,8 @@ def _freeze(value: Any) -> Any:
     return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
 
 
-def _teacher_model(path: str, run: RunRecord | None) -> str | None:
-    """A teacher's model name: from its training run, else from its checkpoint's metadata."""
-    if run is not None:
-        return run.config.get("model")
-    try:
-        return read_meta(path).get("model", {}).get("name")
-    except CalikdError:
-        return None
-
-
 def _yes_no(flag: float | None) -> str:
     return "—" if flag is None else "yes" if flag else "**no**"
-
-
-@dataclass(frozen=True)
-class TeacherCheck:
-    """A teacher of the sweep against the protocol: its floor (None: none asked), whether it is below it,
-    and whether its training run converged (None: trained outside the sweep)."""
-
-    name: str
-    floor: float | None
-    below: bool
-    converged: float | None
-    temperature: float | None
-
-
-def teacher_checks(results: SweepResults, floors: dict[str, float]) -> dict[str, TeacherCheck]:
-    """Every calibrated teacher (by checkpoint) checked against ``floors`` and for convergence."""
-    checks = {}
-    for path, run in results.teachers.items():
-        trained = results.teacher_runs.get(path)
-        name = results.teacher_name(path)
-        floor = floor_for(name, _teacher_model(path, trained), floors)
-        accuracy = run.metrics.get("test_raw_accuracy")
-        checks[path] = TeacherCheck(
-            name=name,
-            floor=floor,
-            below=floor is not None and accuracy is not None and accuracy < floor,
-            converged=trained.metrics.get("converged") if trained is not None else None,
-            temperature=run.metrics.get("temperature"),
-        )
-    return checks
 
 
 def _teacher_section(doc: MarkdownDoc, results: SweepResults, floors: dict[str, float]) -> None:

@@ -37,11 +37,10 @@ from calikd.experiments.presets import (
     cifar100,
     fmnist,
 )
-from calikd.experiments.report import SweepResults, teacher_checks
+from calikd.experiments.protocol import protocol_rows
+from calikd.experiments.report import SweepResults
 from calikd.experiments.spec import parse_floors
 from calikd.store.results import RunRecord
-
-OVER_CONFIDENT_T, UNDER_CONFIDENT_T = 1.25, 0.85  # fitted temperatures that count as clearly mis-calibrated
 
 
 def song2021(preset: str) -> dict[str, Any]:
@@ -312,49 +311,6 @@ def _paired(results: SweepResults, metric: str, base: dict[str, Any], other: dic
         f"{d.mean:+.4f} [95% CI {d.ci[0]:+.4f}, {d.ci[1]:+.4f}] over {d.n} pairs, p = {d.p_value:.3g}; "
         f"MDE {d.mde:.4f} at 80% power"
     )
-
-
-def protocol_rows(results: SweepResults, floors: dict[str, float]) -> list[tuple[str, str]]:
-    """How the sweep's teachers and students stand against the protocol (floors, convergence, T spread)."""
-    checks = list(teacher_checks(results, floors).values())
-    rows = []
-    if checks:
-        floored = [c for c in checks if c.floor is not None]
-        if floored:
-            below = [c.name for c in floored if c.below]
-            rows.append(
-                (
-                    "teachers at or above their accuracy floor",
-                    f"{len(floored) - len(below)}/{len(floored)}"
-                    + (f" (below: {', '.join(below)})" if below else ""),
-                )
-            )
-        known = [c for c in checks if c.converged is not None]
-        if known:
-            not_converged = [c.name for c in known if not c.converged]
-            rows.append(
-                (
-                    "teachers converged",
-                    f"{len(known) - len(not_converged)}/{len(known)}"
-                    + (f" (not: {', '.join(not_converged)})" if not_converged else ""),
-                )
-            )
-        temps = sorted(c.temperature for c in checks if c.temperature is not None)
-        if temps:
-            over = sum(t >= OVER_CONFIDENT_T for t in temps)
-            under = sum(t <= UNDER_CONFIDENT_T for t in temps)
-            rows.append(
-                (
-                    "teacher temperatures (fitted on val)",
-                    f"{temps[0]:.2f} to {temps[-1]:.2f}; {over} over-confident (T >= {OVER_CONFIDENT_T}), "
-                    f"{under} under-confident (T <= {UNDER_CONFIDENT_T}) of {len(temps)}",
-                )
-            )
-    flags = [r.metrics.get("converged") for r in results.students]
-    known_flags = [f for f in flags if f is not None]
-    if known_flags:
-        rows.append(("students converged", f"{sum(1 for f in known_flags if f)}/{len(known_flags)}"))
-    return rows
 
 
 def _size(checkpoint: str) -> int:
