@@ -227,3 +227,47 @@ def test_split_sizes_must_agree(tmp_path: Path, gen) -> None:
     with pytest.raises(DataError, match=r"test images are 10x10 \(HxW\) but the train images are 8x8"):
         load_dataset("imagefolder", root)
     assert load_dataset("imagefolder", root, image_size=8).test.images.shape == (1, 3, 8, 8)
+
+
+def _flat(root: Path, gen, counts: dict[str, int]) -> None:
+    seed = 1000
+    for cls, n in counts.items():
+        for i in range(n):
+            seed += 1
+            gen.save_image(root / cls / f"img{i:02d}.png", gen.rgb_pattern(seed))
+
+
+def test_flat_imagefolder_is_split_by_class_and_seed(tmp_path: Path, gen) -> None:
+    root = tmp_path / "flat"
+    _flat(root, gen, {"ant": 10, "bee": 20, "cow": 5})
+    ds = load_dataset("imagefolder", root, val_fraction=0.2, split_seed=3)
+    assert ds.info.classes == ("ant", "bee", "cow")
+    assert len(ds.test) == 7 and len(ds.val) + len(ds.train) == 28  # round(0.2 * 35) to test, by class
+    assert ds.test.labels.bincount(minlength=3).tolist() == [2, 4, 1]
+    every = [tuple(x.flatten().tolist()) for split in (ds.train, ds.val, ds.test) for x in split.images]
+    assert len(set(every)) == 35  # train, val and test are disjoint and cover the tree
+    again = load_dataset("imagefolder", root, val_fraction=0.2, split_seed=3)
+    assert np.array_equal(again.test.images.numpy(), ds.test.images.numpy())
+    assert np.array_equal(again.val.images.numpy(), ds.val.images.numpy())
+    other = load_dataset("imagefolder", root, val_fraction=0.2, split_seed=4)
+    assert not np.array_equal(other.test.images.numpy(), ds.test.images.numpy())
+    half = load_dataset("imagefolder", root, val_fraction=0.0, test_fraction=0.5)
+    assert len(half.test) == 17 or len(half.test) == 18
+
+
+def test_flat_imagefolder_errors(tmp_path: Path, gen) -> None:
+    root = tmp_path / "flat"
+    _flat(root, gen, {"ant": 3, "bee": 3})
+    with pytest.raises(ConfigError, match="test_fraction must be"):
+        load_dataset("imagefolder", root, test_fraction=1.5)
+    _flat(root, gen, {"val": 2})
+    with pytest.raises(DataError, match="mixes split folders"):
+        load_dataset("imagefolder", root)
+    tree = tmp_path / "tree"
+    _tree(tree, gen, {"train": {"a": 2, "b": 2}, "test": {"a": 1, "b": 1}})
+    with pytest.raises(ConfigError, match="test_fraction applies to a flat"):
+        load_dataset("imagefolder", tree, test_fraction=0.3)
+    lone = tmp_path / "lone"
+    _tree(lone, gen, {"train": {"a": 2, "b": 2}})
+    with pytest.raises(DataError, match="has train/ but no test/"):
+        load_dataset("imagefolder", lone)

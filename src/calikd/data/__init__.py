@@ -20,11 +20,15 @@ Conventions
   Nothing is ever unpickled.
 * **Normalisation.** Published per-dataset mean/std in :class:`DatasetInfo`; imagefolder and synthetic
   compute theirs from the train split.
+* **Your own data.** :func:`from_arrays` registers NumPy/torch arrays for this process; the ``arrays``
+  dataset reads them from a ``.npz`` / ``.safetensors`` file (:func:`save_arrays` writes one);
+  ``imagefolder`` reads ``root/{train,test[,val]}/<class>/`` or a flat ``root/<class>/`` tree.
 """
 
-from calikd.data import cifar, cinic, image_folder, mnist, synthetic, tinyimagenet  # noqa: F401 (registration)
+from calikd.data import arrays, cifar, cinic, image_folder, mnist, synthetic, tinyimagenet  # noqa: F401 (registration)
 from calikd.data.api import dataset_info, load_dataset
 from calikd.data.archive import safe_extract
+from calikd.data.arrays import from_arrays, save_arrays
 from calikd.data.augment import (
     EvalTransform,
     TrainTransform,
@@ -59,6 +63,7 @@ __all__ = [
     "dataset_info",
     "download",
     "fetch_dataset",
+    "from_arrays",
     "get_spec",
     "list_datasets",
     "load_dataset",
@@ -69,4 +74,5 @@ __all__ = [
     "read_idx",
     "register_dataset",
     "safe_extract",
+    "save_arrays",
 ]

@@ -63,6 +63,7 @@ def load_dataset(
         spec=spec,
         data_dir=Path(data_dir).expanduser() if data_dir is not None else None,
         download=bool(download),
+        split_seed=split_seed,
     )
     raw = spec.builder(ctx, **options)
     info = raw.info

@@ -40,6 +40,7 @@ class BuildContext:
     spec: DatasetSpec
     data_dir: Path | None
     download: bool
+    split_seed: int = 0  # for builders that carve a split themselves (a flat image folder's test split)
 
 
 @dataclass
