@@ -23,7 +23,7 @@ import torch
 
 from calikd.engine.probe_cache import cpu_model
 from calikd.experiments import parse_spec, run_sweep
-from calikd.store.results import ResultsStore
+from calikd.results import ResultsStore
 
 
 def sweep_dict(args: argparse.Namespace, out: Path) -> dict[str, Any]:

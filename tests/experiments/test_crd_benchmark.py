@@ -10,7 +10,7 @@ from calikd.experiments import expand, parse_spec
 from calikd.experiments.crd_benchmark import METHODS, PAIRS, PUBLISHED, SOURCES, verdict
 from calikd.experiments.report import SweepResults
 from calikd.experiments.reproduce import build_spec
-from calikd.store.results import RunRecord
+from calikd.results import RunRecord
 
 
 def _run(kind: str, name: str, config: dict, metrics: dict) -> RunRecord:

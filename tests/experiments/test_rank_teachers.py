@@ -22,8 +22,8 @@ from calikd.experiments.ranking import (
     rank_teachers,
 )
 from calikd.metrics import adaptive_calibration_error
+from calikd.results import ResultsStore, run_id_for
 from calikd.store.checkpoint import checkpoint_id
-from calikd.store.results import ResultsStore, run_id_for
 from calikd.teacher import TeacherConfig, train_teacher
 
 DATA = {"train_size": 160, "test_size": 64, "num_classes": 3}

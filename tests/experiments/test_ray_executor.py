@@ -23,7 +23,7 @@ from calikd.errors import ConfigError
 from calikd.experiments import expand, parse_spec, ray_executor, run_sweep
 from calikd.experiments.ray_executor import RayExecutor, RayOptions, run_in_task, task_error_detail
 from calikd.experiments.tasks import execute
-from calikd.store.results import ResultsStore, default_worker
+from calikd.results import ResultsStore, default_worker
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def _task_body(monkeypatch: pytest.MonkeyPatch, wrap: Callable[..., Any]) -> Non
 
 def _refusing_the_store(body: Callable[..., Any], *args: Any) -> Any:
     """Run the real task body in a Ray worker where opening a results store raises."""
-    from calikd.store.results import ResultsStore as Store
+    from calikd.results import ResultsStore as Store
 
     opened = Store.__init__
 

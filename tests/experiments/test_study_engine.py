@@ -10,7 +10,7 @@ import pytest
 from calikd.experiments import parse_spec, run_sweep
 from calikd.experiments.overhead import SweepTiming, append_timing, read_timings, total
 from calikd.experiments.report import sweep_report
-from calikd.store.results import ResultsStore
+from calikd.results import ResultsStore
 
 DATA = {"train_size": 160, "test_size": 64, "num_classes": 3, "seed": 2}
 FAST = {"batch_size": 32, "precision": "fp32", "device": "cpu", "teacher_path": "eager"}
@@ -107,7 +107,7 @@ def test_sweep_cache_defaults_leave_run_ids_alone_and_yield_to_the_sweep_file(
     import calikd.distill
     from calikd.experiments.spec import expand
     from calikd.experiments.tasks import run_distill
-    from calikd.store.results import run_id_for
+    from calikd.results import run_id_for
 
     base = {
         "name": "ids",

@@ -12,7 +12,7 @@ import yaml
 from calikd.cli import main
 from calikd.errors import ConfigError
 from calikd.experiments import expand, load_spec, parse_spec, run_sweep
-from calikd.store.results import ResultsStore
+from calikd.results import ResultsStore
 
 DATA = {"train_size": 160, "test_size": 64, "num_classes": 3, "seed": 2}
 FAST = {"batch_size": 32, "precision": "fp32", "device": "cpu", "lr": 0.05}

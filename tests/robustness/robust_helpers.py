@@ -157,7 +157,7 @@ def history_without_timings(history: Iterable[Mapping[str, Any]]) -> list[dict[s
 def store_rows(db: str | os.PathLike[str]) -> dict[tuple[str, str], tuple[dict, dict]]:
     """``(kind, name) -> (metrics without timings, artifacts relative to the run's folder)`` of every
     finished run in the results store ``db``: what two sweeps of one spec in two folders must share."""
-    from calikd.store.results import ResultsStore
+    from calikd.results import ResultsStore
 
     with ResultsStore(db, create=False) as store:
         runs = store.list_runs(status="finished")

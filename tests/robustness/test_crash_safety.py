@@ -37,8 +37,8 @@ from calikd.cli import main
 from calikd.distill import DistillResult, distill
 from calikd.errors import CheckpointError, ConfigError
 from calikd.experiments import expand, load_spec
+from calikd.results import ResultsStore, run_id_for, worker_is_gone
 from calikd.store import read_checkpoint
-from calikd.store.results import ResultsStore, run_id_for, worker_is_gone
 from calikd.teacher.calibrate import find_calibrator, load_checkpoint_calibrator
 
 KILLED = -signal.SIGKILL
@@ -222,7 +222,7 @@ import sys
 import calikd.distill
 from robust_helpers import KillingConnection, die, no_plots
 from calikd.cli import main
-from calikd.store.results import ResultsStore
+from calikd.results import ResultsStore
 
 spec, db, kill = sys.argv[1:4]
 if kill == "distill-mid-epoch":  # the second student, which reads the first one's teacher-logit cache
@@ -313,13 +313,8 @@ def test_sigkill_mid_sweep_then_rerun_finishes_every_run_once(
 # -- the results store -----------------------------------------------------------------------------------
 
 STORE_SCRIPT = """
-import json, os, sys, types
-import calikd
-# the store needs only the standard library: skip calikd/store/__init__.py, which imports torch
-package = types.ModuleType("calikd.store")
-package.__path__ = [os.path.join(os.path.dirname(calikd.__file__), "store")]
-sys.modules["calikd.store"] = package
-from calikd.store.results import ResultsStore
+import json, sys
+from calikd.results import ResultsStore  # the standard library only: no torch to import
 from robust_helpers import KillingConnection, kill_in_transaction
 
 db, write, run_id = sys.argv[1:4]

@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from calikd.experiments.ranking import check_criterion
-    from calikd.store.results import DEFAULT_DB_PATH, ResultsStore
+    from calikd.results import DEFAULT_DB_PATH, ResultsStore
 
     criterion = check_criterion(args.criterion)  # before any model runs
     ranking = rank_teachers(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from calikd.store.results import DEFAULT_DB_PATH
+from calikd.results import DEFAULT_DB_PATH
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.target).is_dir():
         md, html = run_report(args.target, args.out)
     else:
-        from calikd.store.results import ResultsStore
+        from calikd.results import ResultsStore
 
         with ResultsStore(args.db, create=False) as store:
             known = {s.name: s for s in store.sweeps()}

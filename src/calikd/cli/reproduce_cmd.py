@@ -6,7 +6,7 @@ import argparse
 from collections import Counter
 
 from calikd.cli.sweep_cmd import add_executor_arguments, executor_options
-from calikd.store.results import DEFAULT_DB_PATH
+from calikd.results import DEFAULT_DB_PATH
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -11,14 +11,14 @@ from typing import Any
 
 from calikd.cli.output import format_table
 from calikd.errors import ConfigError, did_you_mean
-from calikd.store.results import (
+from calikd.results import (
     DEFAULT_DB_PATH,
     STATUSES,
     ResultsStore,
     RunRecord,
     export_csv,
 )
-from calikd.store.results_format import flatten
+from calikd.results.format import flatten
 
 # Metric columns `runs list` prefers, in this order, when --metrics is not given.
 KEY_METRICS = ("accuracy", "acc", "ece", "nll")

@@ -8,7 +8,7 @@ from typing import Any
 from calikd.errors import ConfigError
 from calikd.experiments import load_spec, run_sweep
 from calikd.experiments.runner import EXECUTORS
-from calikd.store.results import DEFAULT_DB_PATH
+from calikd.results import DEFAULT_DB_PATH
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from calikd.store.results import RunRecord
+from calikd.results import RunRecord
 from calikd.utils.io import atomic_write_json
 
 TRAIN_LOOP_METRIC = "train_loop_seconds"

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from calikd.errors import CalikdError
 from calikd.experiments.spec import floor_for
+from calikd.results import RunRecord
 from calikd.store import read_meta
-from calikd.store.results import RunRecord
 
 if TYPE_CHECKING:
     from calikd.experiments.report import SweepResults

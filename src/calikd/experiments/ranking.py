@@ -354,7 +354,7 @@ def check_against_students(
 ) -> dict[str, Any]:
     """Compare the predicted ranking with the students actually distilled from the ranked teachers.
 
-    ``store`` is a :class:`calikd.store.results.ResultsStore`. A run counts for a teacher when it is a
+    ``store`` is a :class:`calikd.results.ResultsStore`. A run counts for a teacher when it is a
     finished ``distill`` run whose ``hashes["teacher"]`` is that teacher's checkpoint id, with a recorded
     ``student_test_accuracy``, and it passes the optional filters: ``sweep``, ``student`` (model name),
     ``method`` and ``calibration`` (the run's ``teacher_calibration``; ``None`` takes any). Each teacher's

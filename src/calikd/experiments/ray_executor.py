@@ -33,7 +33,7 @@ from typing import Any
 from calikd.errors import ConfigError, did_you_mean
 from calikd.experiments.spec import RunPlan
 from calikd.experiments.tasks import RunResult, error_detail, record_failure, record_result
-from calikd.store.results import DEFAULT_HEARTBEAT_S, ClaimLostError, ResultsStore
+from calikd.results import DEFAULT_HEARTBEAT_S, ClaimLostError, ResultsStore
 
 INSTALL_HINT = "pip install 'calikd[ray]'"
 _DEVICE_KINDS = ("teacher", "distill")  # run kinds whose config chooses a device

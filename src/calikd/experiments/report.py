@@ -32,7 +32,7 @@ from calikd.report import (
     scatter_with_fit,
     write_report,
 )
-from calikd.store.results import ResultsStore, RunRecord
+from calikd.results import ResultsStore, RunRecord
 from calikd.utils.run_lock import hold_run_dir, locks_run_dir
 
 TEACHER_METRICS = ("accuracy", "nll", "ece", "ace", "oe")

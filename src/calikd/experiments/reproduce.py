@@ -40,7 +40,7 @@ from calikd.experiments.presets import (
 from calikd.experiments.protocol import protocol_rows
 from calikd.experiments.report import SweepResults
 from calikd.experiments.spec import parse_floors
-from calikd.store.results import RunRecord
+from calikd.results import RunRecord
 
 
 def song2021(preset: str) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from calikd.experiments.overhead import SweepTiming, append_timing, train_loop_s
 from calikd.experiments.ray_executor import RayOptions
 from calikd.experiments.spec import RunPlan, SweepSpec, expand, spec_to_dict
 from calikd.experiments.tasks import execute
+from calikd.results import DEFAULT_DB_PATH, ResultsStore
 from calikd.store.checkpoint import checkpoint_id
-from calikd.store.results import DEFAULT_DB_PATH, ResultsStore
 
 PHASES = ("teacher", "calibrate", "distill", "corrupt", "robustness")
 #: kinds whose run id does not depend on the sweep's folder: another sweep may have run them already

@@ -48,7 +48,7 @@ from typing import Any
 from calikd.distill.config import DistillConfig
 from calikd.errors import CalikdError, ConfigError, did_you_mean
 from calikd.experiments.sharing import distill_settings
-from calikd.store.results import run_id_for
+from calikd.results import run_id_for
 from calikd.teacher.config import TeacherConfig
 from calikd.utils.config import config_fields, config_from_dict, load_config_file
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from calikd.experiments.overhead import TRAIN_LOOP_METRIC
 from calikd.experiments.spec import RunPlan
-from calikd.store.results import ResultsStore
+from calikd.results import ResultsStore
 
 REPORT_METRICS = ("accuracy", "nll", "brier", "entropy", "ece", "ace", "mce", "oe", "classwise_ece")
 
@@ -218,7 +218,7 @@ def error_detail(exc: BaseException) -> str:
 def record_result(store: ResultsStore, plan: RunPlan, result: RunResult) -> str:
     """Record ``plan``, which ``store``'s worker holds, as finished with ``result``: ``"finished"``.
 
-    Raises :class:`~calikd.store.results.ClaimLostError` if another worker took the run over."""
+    Raises :class:`~calikd.results.ClaimLostError` if another worker took the run over."""
     store.finish(
         plan.run_id,
         result.metrics,

@@ -1,7 +1,7 @@
-"""Opening the results database: file checks, pragmas, schema creation and version check.
+"""The results database's tables and opening it: file checks, pragmas, schema creation, migrations.
 
-The schema itself is documented in :mod:`calikd.store.results`; its SQL lives here (:data:`SCHEMA_SQL`).
-Only the standard library's :mod:`sqlite3` is used.
+The schema is documented in :mod:`calikd.results`; its SQL lives here (:data:`SCHEMA_SQL`), with the
+errors of the store. Only the standard library's :mod:`sqlite3` is used.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "SQLITE_HEADER",
     "ResultsStoreError",
+    "UnknownRunError",
+    "is_file_error",
     "open_database",
     "retry_busy",
     "store_error",
@@ -90,6 +92,13 @@ MIGRATIONS: dict[int, str] = {}
 
 class ResultsStoreError(CalikdError):
     """The results database is missing, not SQLite, corrupt or of a newer schema; or a run is unknown."""
+
+
+class UnknownRunError(ResultsStoreError, KeyError):
+    """No run has this id, id prefix or name (or a prefix matches several runs)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return CalikdError.__str__(self)
 
 
 def store_error(path: Path, exc: sqlite3.DatabaseError) -> ResultsStoreError:
