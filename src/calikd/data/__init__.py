@@ -25,7 +25,7 @@ Conventions
   ``imagefolder`` reads ``root/{train,test[,val]}/<class>/`` or a flat ``root/<class>/`` tree.
 """
 
-from calikd.data import arrays, cifar, cinic, image_folder, mnist, synthetic, tinyimagenet  # noqa: F401 (registration)
+from calikd.data import arrays, cifar, cinic, hf, image_folder, mnist, synthetic, tinyimagenet  # noqa: F401
 from calikd.data.api import dataset_info, load_dataset
 from calikd.data.archive import safe_extract
 from calikd.data.arrays import from_arrays, save_arrays
