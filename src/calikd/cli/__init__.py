@@ -17,6 +17,7 @@ from calikd.cli import (
     data_cmd,
     distill_cmd,
     evaluate_cmd,
+    export_cmd,
     methods_cmd,
     models_cmd,
     rank_teachers_cmd,
@@ -42,6 +43,7 @@ SUBCOMMANDS = (
     runs_cmd,
     report_cmd,
     reproduce_cmd,
+    export_cmd,
 )
 
 
