@@ -179,3 +179,14 @@ def test_cuda_matches_cpu(dtype: torch.dtype) -> None:
     gpu = calibration_report(logits.cuda(), labels.cuda())
     assert_reports_close(cpu, gpu, 1e-6 if dtype != torch.float64 else 1e-12)
     assert dataclasses.asdict(gpu)["n_samples"] == 5000
+
+
+def test_a_report_reads_as_a_mapping_of_its_scalar_metrics() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.5], [0.2, 0.1, 3.0], [1.0, 2.0, 0.0]])
+    labels = torch.tensor([0, 2, 2, 1])
+    rep = calibration_report(logits, labels, n_bins=5)
+    assert rep["accuracy"] == rep.accuracy == 0.75 and rep["top5"] is None
+    as_dict = dict(rep)
+    assert as_dict == rep.scalars() and "reliability" not in as_dict and set(rep.keys()) == set(as_dict)
+    with pytest.raises(KeyError, match="'eec' is not a metric of the report"):
+        rep["eec"]

@@ -58,6 +58,16 @@ class CalibrationReport:
         """Every field except the reliability statistics."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _STATS}
 
+    def keys(self) -> list[str]:
+        """The scalar metric names: with :meth:`__getitem__`, ``report["ece"]`` and ``dict(report)`` work."""
+        return list(self.scalars())
+
+    def __getitem__(self, name: str) -> float | int | None:
+        scalars = self.scalars()
+        if name not in scalars:
+            raise KeyError(f"{name!r} is not a metric of the report (its metrics: {', '.join(scalars)})")
+        return scalars[name]
+
     def summary(self) -> dict[str, float]:
         """The :func:`summary_metrics` subset: accuracy, nll, ece."""
         return {"accuracy": self.accuracy, "nll": self.nll, "ece": self.ece}
