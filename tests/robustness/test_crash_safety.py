@@ -33,13 +33,13 @@ from robust_helpers import (
 )
 
 from calikd.calibration import load_calibrator
+from calikd.calibration.lookup import CalibratorSpec, find_calibrator, resolve_calibrator
 from calikd.cli import main
 from calikd.distill import DistillResult, distill
 from calikd.errors import CheckpointError, ConfigError
 from calikd.experiments import expand, load_spec
 from calikd.results import ResultsStore, run_id_for, worker_is_gone
 from calikd.store import read_checkpoint
-from calikd.teacher.calibrate import find_calibrator, load_checkpoint_calibrator
 
 KILLED = -signal.SIGKILL
 
@@ -203,9 +203,9 @@ def test_sigkill_while_writing_a_calibrator_then_rerun(
     if target == "last.calibrator.json":
         assert find_calibrator(checkpoint) is None
         with pytest.raises(ConfigError, match="has no calibrator"):
-            load_checkpoint_calibrator(checkpoint, "auto")
+            resolve_calibrator(checkpoint, CalibratorSpec("auto"))
     else:
-        assert load_checkpoint_calibrator(checkpoint, "auto")[0].method == "temperature"
+        assert resolve_calibrator(checkpoint, CalibratorSpec("auto"))[0].method == "temperature"
         with pytest.raises(CheckpointError, match="no calibrator at"):
             load_calibrator(Path(checkpoint).parent / "last.calibrator-matrix.json")
 

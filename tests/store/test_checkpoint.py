@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,11 +16,11 @@ from calikd.store import (
     BEST,
     CheckpointPaths,
     checkpoint_id,
-    file_sha256,
     read_checkpoint,
     save_checkpoint,
 )
 from calikd.store import checkpoint as ckpt_mod
+from calikd.utils.hashing import file_sha256
 
 
 @pytest.fixture
@@ -34,14 +33,6 @@ def model(factory) -> nn.Module:
 
 def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
-
-
-def test_file_sha256_fixed_values(tmp_path: Path) -> None:
-    (tmp_path / "abc").write_bytes(b"abc")
-    assert file_sha256(tmp_path / "abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    data = os.urandom(5000)
-    (tmp_path / "big").write_bytes(data)
-    assert file_sha256(tmp_path / "big", chunk_size=64) == hashlib.sha256(data).hexdigest()
 
 
 def test_paths_of_a_stem_with_dots(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from calikd.store import pack_tree, unpack_tree
-from calikd.store.files import deserialize_tensors, serialize_tensors
+from calikd.utils.tensor_files import deserialize_tensors, serialize_tensors
 
 
 def _through_disk(obj):

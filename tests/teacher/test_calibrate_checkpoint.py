@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from calikd.calibration import CalibrationOnTestWarning, load_calibrator
+from calikd.calibration.lookup import find_calibrator
 from calikd.cli import main
 from calikd.engine import evaluate_checkpoint
 from calikd.errors import ConfigError
 from calikd.store import read_checkpoint, save_checkpoint
 from calikd.teacher import TeacherConfig, train_teacher
-from calikd.teacher.calibrate import calibrate_checkpoint, find_calibrator
+from calikd.teacher.calibrate import calibrate_checkpoint
 
 
 @pytest.fixture(scope="module")

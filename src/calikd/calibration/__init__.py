@@ -11,6 +11,9 @@ Methods (``list_calibrators()``): ``temperature`` (:class:`TemperatureScaling`, 
 :class:`DirichletCalibration`, with ODIR regularisation), ``histogram`` (:class:`HistogramBinning`) and
 ``isotonic`` (:class:`IsotonicRegression`). Scaling methods return calibrated logits; histogram binning and
 isotonic regression return log-probabilities. ``transform`` always returns float32 on the input's device.
+
+The calibrator stored next to a checkpoint, and which one a run applies (``none | auto | temperature |
+PATH``), are found by :mod:`calikd.calibration.lookup` (``resolve_calibrator``).
 """
 
 from calikd.calibration.base import (

@@ -244,6 +244,16 @@ class Calibrator(abc.ABC):
         self._require_fitted("transform")
         from_probs = self.from_probs if from_probs is None else from_probs
         _check_values(logits, from_probs=from_probs)
+        return self.transform_unchecked(logits, from_probs=from_probs)
+
+    def transform_unchecked(self, logits: torch.Tensor, *, from_probs: bool | None = None) -> torch.Tensor:
+        """:meth:`transform` without the checks of the values (NaN/inf, probabilities passed as logits).
+
+        For internal per-batch callers (a distiller calibrating its teacher's logits every step) whose
+        logits were checked once already: those checks wait for the device (a host sync) on every call.
+        """
+        self._require_fitted("transform")
+        from_probs = self.from_probs if from_probs is None else from_probs
         if logits.shape[1] != self.num_classes:
             raise ConfigError(
                 f"{type(self).__name__} was fitted on {self.num_classes} classes, got {logits.shape[1]}",

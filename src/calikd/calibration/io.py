@@ -28,8 +28,8 @@ from typing import Any, TypeVar
 from calikd.calibration.base import Calibrator
 from calikd.calibration.registry import calibrator_class, list_calibrators
 from calikd.errors import CheckpointError, ConfigError, did_you_mean
-from calikd.store.files import deserialize_tensors, looks_like_pickle, read_verified, serialize_tensors
 from calikd.utils.io import atomic_write_bytes, atomic_write_json
+from calikd.utils.tensor_files import deserialize_tensors, looks_like_pickle, read_verified, serialize_tensors
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "calibrator_paths", "load_calibrator", "save_calibrator"]
 

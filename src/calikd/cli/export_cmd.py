@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from calikd.calibration.lookup import parse_calibrator_spec, resolve_calibrator
 from calikd.engine.export import EXPORT_FORMATS, export_model
-from calikd.teacher.calibrate import load_checkpoint_calibrator
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    calibrator, _ = load_checkpoint_calibrator(args.checkpoint, args.calibration)
+    spec = parse_calibrator_spec(args.calibration, keywords=("none", "auto"))
+    calibrator, _ = resolve_calibrator(args.checkpoint, spec)
     result = export_model(args.checkpoint, args.out, format=args.format, calibrator=calibrator)
     print(result.line())
     return 0

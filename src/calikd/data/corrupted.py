@@ -28,6 +28,7 @@ import torch
 from calikd.corruptions.base import SEVERITIES
 from calikd.data.dataset import ArrayDataset
 from calikd.errors import DataError
+from calikd.utils.hashing import file_sha256
 from calikd.utils.io import atomic_write, atomic_write_json
 from calikd.utils.run_lock import hold_run_dir, locks_run_dir
 from calikd.utils.seed import derive_seed
@@ -164,8 +165,6 @@ class CorruptedSet:
 
     def _array(self, path: Path, key: str) -> np.ndarray:
         if self.verify and self.manifest is not None and key not in self._verified:
-            from calikd.store.files import file_sha256
-
             files = self.manifest.get("files")
             if not isinstance(files, dict):
                 raise DataError(
@@ -245,8 +244,6 @@ def write_corrupted_set(
     is kept, so an interrupted run continues. Every file is written atomically; the manifest last. The folder
     is locked meanwhile (one writer at a time, see :mod:`calikd.utils.run_lock`).
     """
-    from calikd.store.files import file_sha256
-
     source = GeneratedCorruptions(split, corruptions, seed=seed, table=table, device=device)
     folder = Path(out_dir)
     hold_run_dir(folder)  # creates it

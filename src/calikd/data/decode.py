@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from calikd.data.dataset import ArrayDataset
 from calikd.data.locate import cache_root
 from calikd.errors import ConfigError, DataError
+from calikd.utils.hashing import file_sha256
 from calikd.utils.io import atomic_write, atomic_write_json
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
@@ -232,14 +233,6 @@ def _content_digest(path: Path) -> str:
 _ARRAYS = ("images.npy", "labels.npy")
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _load_cached(folder: Path, key: str, count: int) -> ArrayDataset | None:
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
@@ -249,7 +242,7 @@ def _load_cached(folder: Path, key: str, count: int) -> ArrayDataset | None:
         if not isinstance(meta, dict) or meta.get("key") != key or meta.get("count") != count:
             return None
         sha = meta.get("sha256")
-        if not isinstance(sha, dict) or any(_file_sha256(folder / n) != sha.get(n) for n in _ARRAYS):
+        if not isinstance(sha, dict) or any(file_sha256(folder / n) != sha.get(n) for n in _ARRAYS):
             return None  # a damaged (or half-replaced) entry
         # memory-mapped first: numpy checks the header's shape against the file size before anything is
         # allocated (a plain np.load of a damaged header would try to allocate whatever it claims)
@@ -305,7 +298,7 @@ def decode_cached(
                 "root": str(root.resolve()),
                 "shape": list(images.shape),
                 "version": CACHE_VERSION,
-                "sha256": {n: _file_sha256(folder / n) for n in _ARRAYS},
+                "sha256": {n: file_sha256(folder / n) for n in _ARRAYS},
             },
         )
     except OSError as exc:

@@ -20,15 +20,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from calikd.calibration import CalibrationOnTestWarning, Calibrator, TemperatureScaling, load_calibrator
+from calikd.calibration import CalibrationOnTestWarning, Calibrator, TemperatureScaling
+from calikd.calibration.lookup import CalibratorSpec, parse_calibrator_spec, resolve_calibrator
 from calikd.data import ArrayDataset
 from calikd.engine.distributed import Distributed
-from calikd.engine.evaluate import check_calibrator_fits, predict_logits
+from calikd.engine.evaluate import predict_logits
 from calikd.errors import CheckpointError, ConfigError
 from calikd.metrics import CalibrationReport, calibration_report
 from calikd.store import load_model
 from calikd.store.checkpoint import checkpoint_id
-from calikd.teacher.calibrate import calibrator_stem, find_calibrator, load_checkpoint_calibrator
 from calikd.utils.device import Precision
 
 
@@ -54,15 +54,19 @@ class DistillTeacher:
         return None
 
     def calibration_fn(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """Raw logits -> calibrated float32 logits on the logits' device, or None without a calibrator."""
+        """Raw logits -> calibrated float32 logits on the logits' device, or None without a calibrator.
+
+        Called on every batch, so it skips the calibrator's input checks (a host sync each): the teacher's
+        weights were checked finite when it was loaded.
+        """
         calibrator = self.calibrator
         if calibrator is None or not self.applied:
             return None
         if isinstance(calibrator, TemperatureScaling):
-            return calibrator.transform
+            return calibrator.transform_unchecked
 
         def on_cpu(logits: torch.Tensor) -> torch.Tensor:  # fitted tensors of other calibrators live on CPU
-            return calibrator.transform(logits.cpu()).to(logits.device)
+            return calibrator.transform_unchecked(logits.cpu()).to(logits.device)
 
         return on_cpu
 
@@ -80,14 +84,6 @@ class DistillTeacher:
         }
 
 
-def _stored_temperature(path: str | Path) -> Path | None:
-    primary = find_calibrator(path)
-    if primary is not None and load_calibrator(primary).method == "temperature":
-        return primary
-    named = Path(str(calibrator_stem(path, "temperature")) + ".json")
-    return named if named.exists() else None
-
-
 def _check_finite_weights(model: nn.Module, path: str | Path) -> None:
     """A teacher with NaN or inf weights gives non-finite logits: refuse it before distilling from it."""
     bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
@@ -101,7 +97,7 @@ def _check_finite_weights(model: nn.Module, path: str | Path) -> None:
 
 def load_teacher(
     path: str | Path,
-    calibration: str = "auto",
+    calibration: str | Path | CalibratorSpec = "auto",
     *,
     device: torch.device,
     val_logits: Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor]] | None = None,
@@ -116,26 +112,21 @@ def load_teacher(
     model.requires_grad_(False)
     ident = checkpoint_id(path)
     notes: list[str] = []
-    calibrator: Calibrator | None = None
-    mode = str(calibration)
-    if mode == "none":
+    spec = parse_calibrator_spec(calibration)
+    calibrator, found = resolve_calibrator(path, spec, required=False)
+    if spec.kind == "none":
         source = "none (raw logits)"
-    elif mode == "auto":
-        if find_calibrator(path) is None:
+    elif spec.kind == "auto":
+        if calibrator is None:
             source = "none: no calibrator is stored next to the checkpoint"
             notes.append(
                 f"teacher '{path}' has no stored calibrator; run `calikd calibrate {path}` to add one"
             )
         else:
-            calibrator, found = load_checkpoint_calibrator(path, "auto")
             source = f"stored: {found}"
-            check_calibrator_fits(calibrator, found, int(meta["num_classes"]), path)
-    elif mode == "temperature":
-        stored = _stored_temperature(path)
-        if stored is not None:
-            calibrator, _ = load_checkpoint_calibrator(path, stored)
-            source = f"stored: {stored}"
-            check_calibrator_fits(calibrator, stored, int(meta["num_classes"]), path)
+    elif spec.kind == "temperature":
+        if calibrator is not None:
+            source = f"stored: {found}"
         else:
             if val_logits is None:
                 raise ConfigError("fitting the teacher's temperature needs its val split (val_logits=)")
@@ -151,16 +142,14 @@ def load_teacher(
             calibrator.record["checkpoint_id"] = ident
             source = f"fitted now on the teacher's val split ({len(labels)} samples)"
     else:
-        calibrator, found = load_checkpoint_calibrator(path, mode)
         source = f"given: {found}"
-        check_calibrator_fits(calibrator, found, int(meta["num_classes"]), path)
     return DistillTeacher(
         model=model,
         meta=meta,
         path=str(path),
         checkpoint_id=ident,
         calibrator=calibrator,
-        calibration=mode,
+        calibration=str(spec),
         calibration_source=source,
         notes=notes,
     )

@@ -5,16 +5,43 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 from torch import nn
 
+from calikd.calibration.lookup import parse_calibrator_spec, resolve_calibrator
 from calikd.data import ArrayDataset, BatchLoader
 from calikd.engine.distributed import Distributed
 from calikd.engine.progress import progress_bar
 from calikd.errors import ConfigError
 from calikd.utils.device import Precision
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from calikd.calibration.lookup import CalibratorSpec
+
+
+class LoadOptions(TypedDict, total=False):
+    """Where a checkpoint's data comes from and where it runs: :func:`load_for_eval`'s keyword arguments."""
+
+    data_dir: str | Path | None
+    download: bool
+    device: str
+    precision: str
+
+
+class RunOptions(LoadOptions, total=False):
+    """How a checkpoint is run over its data (:func:`checkpoint_logits`): the keyword arguments that
+    evaluation, calibration and teacher ranking share and pass on."""
+
+    batch_size: int
+    show_progress: bool
+
+
+#: What ``calibration=`` of evaluation takes besides a path (any other word is a path).
+EVAL_CALIBRATIONS = ("none", "auto")
 
 
 @torch.no_grad()  # not inference_mode: the logits may feed autograd later (calibrator fits)
@@ -66,18 +93,6 @@ def predict_logits(
             bar.update(len(targets))
     model.train(was_training)
     return torch.cat(outputs), torch.cat(labels)
-
-
-def check_calibrator_fits(
-    calibrator: Any, calibrator_path: str | Path | None, num_classes: int, checkpoint: str | Path
-) -> None:
-    """Refuse a calibrator fitted for another number of classes than the checkpoint's model has."""
-    if calibrator is not None and calibrator.num_classes != num_classes:
-        raise ConfigError(
-            f"calibrator '{calibrator_path}' was fitted on {calibrator.num_classes} classes, but checkpoint "
-            f"'{checkpoint}' predicts {num_classes}",
-            hint=f"use the calibrator fitted on this checkpoint (`calikd calibrate {checkpoint}`), or none",
-        )
 
 
 def _then(
@@ -201,18 +216,13 @@ def checkpoint_logits(
     splits: Sequence[str] = ("test",),
     *,
     dataset: str | None = None,
-    data_dir: str | Path | None = None,
-    download: bool = False,
-    device: str = "auto",
-    precision: str = "auto",
     batch_size: int = 1024,
     show_progress: bool = False,
+    **load: Unpack[LoadOptions],
 ) -> CheckpointOutputs:
     """Run a checkpoint over ``splits`` of its own (or another, same-shaped) dataset (see
-    :func:`load_for_eval`)."""
-    loaded = load_for_eval(
-        path, dataset=dataset, data_dir=data_dir, download=download, device=device, precision=precision
-    )
+    :func:`load_for_eval`, which takes ``load``)."""
+    loaded = load_for_eval(path, dataset=dataset, **load)
     outputs = {
         split: loaded.predict(
             loaded.data.split(split), batch_size=batch_size, show_progress=show_progress, desc=split
@@ -229,37 +239,22 @@ def evaluate_checkpoint(
     *,
     dataset: str | None = None,
     split: str = "test",
-    calibration: str | Path = "none",
+    calibration: str | Path | CalibratorSpec = "none",
     n_bins: int = 15,
-    data_dir: str | Path | None = None,
-    download: bool = False,
-    device: str = "auto",
-    precision: str = "auto",
-    batch_size: int = 1024,
-    show_progress: bool = False,
+    **run: Unpack[RunOptions],
 ) -> dict[str, Any]:
-    """The full metrics suite of a checkpoint on one split (see :func:`checkpoint_logits`).
+    """The full metrics suite of a checkpoint on one split (see :func:`checkpoint_logits`, which takes
+    ``run``).
 
     ``calibration``: ``"none"`` (raw logits), ``"auto"`` (the calibrator stored next to the checkpoint by
     ``calikd calibrate``; an error if there is none) or the path of a calibrator file.
     """
     from calikd.metrics import calibration_report
-    from calikd.teacher.calibrate import load_checkpoint_calibrator
 
-    calibrator, calibrator_path = load_checkpoint_calibrator(path, calibration)
-    out = checkpoint_logits(
-        path,
-        (split,),
-        dataset=dataset,
-        data_dir=data_dir,
-        download=download,
-        device=device,
-        precision=precision,
-        batch_size=batch_size,
-        show_progress=show_progress,
-    )
+    spec = parse_calibrator_spec(calibration, keywords=EVAL_CALIBRATIONS)
+    calibrator, calibrator_path = resolve_calibrator(path, spec)
+    out = checkpoint_logits(path, (split,), dataset=dataset, **run)
     logits, labels = out.logits[split]
-    check_calibrator_fits(calibrator, calibrator_path, int(out.meta["num_classes"]), path)
     if calibrator is not None:
         logits = calibrator.transform(logits)
     report = calibration_report(logits, labels, n_bins=n_bins)

@@ -12,14 +12,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from calikd.calibration.lookup import parse_calibrator_spec, resolve_calibrator
 from calikd.data.corrupted import SEVERITIES, CorruptedSet, CorruptionSource, GeneratedCorruptions
-from calikd.engine.evaluate import EvalModel, check_calibrator_fits, load_for_eval
+from calikd.engine.evaluate import EVAL_CALIBRATIONS, EvalModel, LoadOptions, load_for_eval
 from calikd.engine.progress import progress_bar
 from calikd.errors import DataError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from calikd.calibration.lookup import CalibratorSpec
 
 METRICS = ("accuracy", "nll", "ece", "ace", "brier")
 
@@ -115,34 +121,29 @@ def evaluate_corruptions(
     seed: int = 0,
     table: str = "auto",
     baseline: str | Path | None = None,
-    calibration: str | Path = "none",
+    calibration: str | Path | CalibratorSpec = "none",
     n_bins: int = 15,
-    data_dir: str | Path | None = None,
-    download: bool = False,
-    device: str = "auto",
-    precision: str = "auto",
     batch_size: int = 1024,
     show_progress: bool = False,
+    **load: Unpack[LoadOptions],
 ) -> RobustnessResult:
-    """Metrics of a checkpoint (and of ``baseline``, for mCE) on every corruption and severity."""
+    """Metrics of a checkpoint (and of ``baseline``, for mCE) on every corruption and severity
+    (``load``: see :func:`calikd.engine.evaluate.load_for_eval`)."""
     from calikd.corruptions import list_corruptions
     from calikd.metrics.robustness import corruption_errors, mean_corruption_error, per_corruption
-    from calikd.teacher.calibrate import load_checkpoint_calibrator
 
-    calibrator, calibrator_path = load_checkpoint_calibrator(path, calibration)
-    loaded = load_for_eval(path, data_dir=data_dir, download=download, device=device, precision=precision)
+    spec = parse_calibrator_spec(calibration, keywords=EVAL_CALIBRATIONS)
+    calibrator, calibrator_path = resolve_calibrator(path, spec)
+    loaded = load_for_eval(path, **load)
     base = None
     if baseline is not None:
-        base = load_for_eval(
-            baseline, data_dir=data_dir, download=download, device=device, precision=precision
-        )
+        base = load_for_eval(baseline, **load)
         if base.data.info.name != loaded.data.info.name or len(base.data.test) != len(loaded.data.test):
             raise DataError(
                 f"the baseline '{baseline}' was trained on {base.data.info.name}, "
                 f"not {loaded.data.info.name}",
                 hint="mCE compares models on the same corrupted test set",
             )
-    check_calibrator_fits(calibrator, calibrator_path, int(loaded.meta["num_classes"]), path)
     source = _source(loaded, corruptions, corrupted_dir, seed, table)
 
     def measure(model: EvalModel, data: Any, calibrated: bool) -> dict[str, float]:

@@ -26,11 +26,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from calikd.calibration.lookup import parse_calibrator_spec, resolve_calibrator
+from calikd.engine.evaluate import RunOptions, checkpoint_logits
 from calikd.errors import CalikdError, ConfigError, did_you_mean
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "CALIBRATIONS",
@@ -188,11 +193,7 @@ def rank_teachers(
     criterion: str = "ace",
     calibration: str = "none",
     n_bins: int = 15,
-    device: str = "auto",
-    precision: str = "auto",
-    batch_size: int = 1024,
-    data_dir: str | Path | None = None,
-    download: bool = False,
+    **run: Unpack[RunOptions],
 ) -> TeacherRanking:
     """Measure each checkpoint on its own held-out val split and rank them by ``criterion``.
 
@@ -202,23 +203,18 @@ def rank_teachers(
 
     ``calibration``: ``"none"``, ``"temperature"`` (temperature scaling fitted on val and scored on the same
     val split: **optimistic**, the calibrated errors are biased low; the ranking's ``notes`` say so) or
-    ``"auto"`` (the calibrator stored next to each checkpoint by ``calikd calibrate``).
+    ``"auto"`` (the calibrator stored next to each checkpoint by ``calikd calibrate``). ``run``: how each
+    checkpoint runs over its data (see :func:`calikd.engine.evaluate.checkpoint_logits`).
 
     All checkpoints must be for the same dataset and number of classes (:class:`ConfigError` otherwise);
     checkpoints whose val splits differ (another split seed, val fraction or dataset options) are ranked
     with a warning, since their numbers come from different samples. Needs at least two checkpoints.
     """
-    from calikd.engine.evaluate import checkpoint_logits
     from calikd.metrics import calibration_report
     from calikd.store.checkpoint import checkpoint_id
-    from calikd.teacher.calibrate import load_checkpoint_calibrator
 
     criterion = check_criterion(criterion)
-    if calibration not in CALIBRATIONS:
-        raise ConfigError(
-            f"unknown calibration '{calibration}'{did_you_mean(str(calibration), CALIBRATIONS)}",
-            hint=f"choose from: {', '.join(CALIBRATIONS)}",
-        )
+    spec = parse_calibrator_spec(calibration, keywords=CALIBRATIONS, paths=False)
     paths = [str(p) for p in checkpoints]
     if len(paths) < 2:
         raise ConfigError(
@@ -241,19 +237,8 @@ def rank_teachers(
     first: tuple[str, str, int, torch.Tensor] | None = None  # (path, dataset, classes, val labels)
     split_differs = False
     for path, cid, name in zip(paths, ids, names, strict=True):
-        calibrator = None
-        if calibration == "auto":
-            calibrator, calibrator_path = load_checkpoint_calibrator(path, "auto")
-        out = checkpoint_logits(
-            path,
-            (SPLIT,),
-            dataset=dataset,
-            data_dir=data_dir,
-            download=download,
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
-        )
+        calibrator, calibrator_path = resolve_calibrator(path, spec) if spec.kind == "auto" else (None, None)
+        out = checkpoint_logits(path, (SPLIT,), dataset=dataset, **run)
         logits, labels = out.logits[SPLIT]
         classes = int(out.meta["num_classes"])
         if first is None:
@@ -280,7 +265,7 @@ def rank_teachers(
             n_samples=len(labels),
             metrics=raw,
         )
-        if calibration == "temperature":
+        if spec.kind == "temperature":
             from calikd.calibration import create_calibrator
 
             try:
@@ -329,7 +314,7 @@ def rank_teachers(
     return TeacherRanking(
         criterion=criterion,
         higher_is_better=higher,
-        calibration=calibration,
+        calibration=str(spec),
         dataset=first[1],
         n_bins=n_bins,
         rows=rows,

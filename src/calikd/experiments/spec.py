@@ -509,7 +509,7 @@ def _paired(spec: SweepSpec, teacher: str, student: dict[str, Any]) -> bool:
 def _uncalibrated_stem(checkpoint: str) -> Path | None:
     """The stem of a foreign checkpoint that has no calibrator stored next to it; None when it has one (or
     cannot be read: its runs will say why)."""
-    from calikd.teacher.calibrate import checkpoint_stem, find_calibrator
+    from calikd.calibration.lookup import checkpoint_stem, find_calibrator
 
     try:
         return checkpoint_stem(checkpoint) if find_calibrator(checkpoint) is None else None

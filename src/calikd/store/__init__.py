@@ -31,9 +31,9 @@ from calikd.store.checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from calikd.store.files import file_sha256
 from calikd.store.loading import load_model, load_state_into
 from calikd.store.tensor_tree import pack_tree, unpack_tree
+from calikd.utils.hashing import file_sha256
 
 __all__ = [
     "BEST",

@@ -31,7 +31,9 @@ from torch import nn
 
 from calikd import __version__
 from calikd.errors import CheckpointError
-from calikd.store.files import (
+from calikd.store.tensor_tree import pack_tree, unpack_tree
+from calikd.utils.io import atomic_write_bytes, atomic_write_json, json_text
+from calikd.utils.tensor_files import (
     deserialize_tensors,
     file_is_pickle,
     looks_like_pickle,
@@ -41,8 +43,6 @@ from calikd.store.files import (
     safetensors_problem,
     serialize_tensors,
 )
-from calikd.store.tensor_tree import pack_tree, unpack_tree
-from calikd.utils.io import atomic_write_bytes, atomic_write_json, json_text
 
 __all__ = [
     "BEST",

@@ -15,16 +15,20 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from calikd.calibration import Calibrator, create_calibrator, list_calibrators, load_calibrator
-from calikd.engine.evaluate import checkpoint_logits
+from calikd.calibration import Calibrator, create_calibrator, list_calibrators
+from calikd.calibration.lookup import calibrator_suffix, checkpoint_stem, suffixed
+from calikd.engine.evaluate import RunOptions, checkpoint_logits
 from calikd.errors import CalikdError, ConfigError, did_you_mean
 from calikd.metrics import CalibrationReport, calibration_report
 from calikd.report import ReliabilityPanel, plot_reliability_diagrams
-from calikd.store.checkpoint import checkpoint_id, resolve_paths
+from calikd.store.checkpoint import checkpoint_id
 from calikd.utils.io import atomic_write_bytes, atomic_write_json
 from calikd.utils.run_lock import hold_run_dir, locks_run_dir
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 OBJECTIVES = ("nll", "ece", "ace", "brier")
 TABLE_METRICS = (
@@ -39,60 +43,6 @@ TABLE_METRICS = (
     "ece_over",
     "ece_under",
 )
-
-
-def checkpoint_stem(checkpoint: str | Path) -> Path:
-    """The path of a checkpoint without suffix (``runs/t/last``), from any form ``read_checkpoint`` takes."""
-    return Path(resolve_paths(checkpoint).stem)
-
-
-def calibrator_stem(checkpoint: str | Path, method: str | None = None) -> Path:
-    """Where the (primary, when ``method`` is None) calibrator of ``checkpoint`` is stored."""
-    return _suffixed(checkpoint_stem(checkpoint), _calibrator_suffix(method))
-
-
-def _calibrator_suffix(method: str | None) -> str:
-    return ".calibrator" if method is None else f".calibrator-{method}"
-
-
-def _suffixed(stem: Path, suffix: str) -> Path:
-    """``stem`` + ``suffix``; unlike ``with_suffix`` it keeps the dots in ``last.calibrator``."""
-    return stem.with_name(stem.name + suffix)
-
-
-def find_calibrator(checkpoint: str | Path) -> Path | None:
-    """The primary calibrator file next to ``checkpoint``, or None if it was never calibrated."""
-    path = _suffixed(calibrator_stem(checkpoint), ".json")
-    return path if path.exists() else None
-
-
-def load_checkpoint_calibrator(
-    checkpoint: str | Path, calibration: str | Path = "auto"
-) -> tuple[Calibrator | None, Path | None]:
-    """The calibrator to apply to ``checkpoint``'s logits: ``"none"``, ``"auto"`` (the primary one stored next
-    to it; an error if missing) or a path. A calibrator fitted on other weights (the checkpoint was retrained
-    or resumed since) is refused."""
-    if str(calibration) == "none":
-        return None, None
-    if str(calibration) == "auto":
-        path = find_calibrator(checkpoint)
-        if path is None:
-            raise ConfigError(
-                f"checkpoint '{checkpoint}' has no calibrator next to it",
-                hint=f"run `calikd calibrate {checkpoint}` first, or use no calibration ('none')",
-            )
-    else:
-        path = Path(calibration)
-    calibrator = load_calibrator(path)
-    fitted_on = calibrator.record.get("checkpoint_id")
-    current = checkpoint_id(checkpoint)
-    if fitted_on is not None and fitted_on != current:
-        raise ConfigError(
-            f"calibrator '{path}' was fitted on other weights (checkpoint {fitted_on}) than '{checkpoint}' "
-            f"has now ({current})",
-            hint=f"refit it with `calikd calibrate {checkpoint}`",
-        )
-    return calibrator, path
 
 
 def resolve_methods(methods: Sequence[str]) -> list[str]:
@@ -181,20 +131,17 @@ def calibrate_checkpoint(
     objective: str = "nll",
     fit_split: str = "val",
     n_bins: int = 15,
-    data_dir: str | Path | None = None,
-    download: bool = False,
-    device: str = "auto",
-    precision: str = "auto",
-    batch_size: int = 1024,
     write: bool = True,
     plots: bool = True,
     out_dir: str | Path | None = None,
+    **run: Unpack[RunOptions],
 ) -> CalibrationOutcome:
     """Fit ``methods`` on ``fit_split`` of the checkpoint's dataset; report val and test metrics.
 
     ``fit_split="test"`` is allowed here but warns (the CLI refuses it). With ``write`` the calibrators and
     the report are written next to the checkpoint (see the module docstring), or into ``out_dir`` under the
-    checkpoint's file names; that folder is locked meanwhile (see :mod:`calikd.utils.run_lock`).
+    checkpoint's file names; that folder is locked meanwhile (see :mod:`calikd.utils.run_lock`). ``run``:
+    how the checkpoint runs over its data (see :func:`calikd.engine.evaluate.checkpoint_logits`).
     """
     names = resolve_methods(methods)
     if objective not in OBJECTIVES:
@@ -210,15 +157,7 @@ def calibrate_checkpoint(
     if write:
         hold_run_dir(written.parent)
     splits = tuple(dict.fromkeys((fit_split, "val", "test")))
-    outputs = checkpoint_logits(
-        checkpoint,
-        splits,
-        data_dir=data_dir,
-        download=download,
-        device=device,
-        precision=precision,
-        batch_size=batch_size,
-    )
+    outputs = checkpoint_logits(checkpoint, splits, **run)
     fit_logits, fit_labels = outputs.logits[fit_split]
     if len(fit_labels) == 0:
         raise ConfigError(
@@ -251,10 +190,10 @@ def calibrate_checkpoint(
         records={m: cal.record for m, cal in fitted.items()},
     )
     if write:
-        suffixes = {m: _calibrator_suffix(None if i == 0 else m) for i, m in enumerate(fitted)}
-        targets = {m: _suffixed(written, suffix) for m, suffix in suffixes.items()}
-        outcome.artifacts = {m: str(_suffixed(t, ".json")) for m, t in targets.items()}
-        paths = {ext: _suffixed(written, f".calibration{ext}") for ext in (".json", ".md", ".png")}
+        suffixes = {m: calibrator_suffix(None if i == 0 else m) for i, m in enumerate(fitted)}
+        targets = {m: suffixed(written, suffix) for m, suffix in suffixes.items()}
+        outcome.artifacts = {m: str(suffixed(t, ".json")) for m, t in targets.items()}
+        paths = {ext: suffixed(written, f".calibration{ext}") for ext in (".json", ".md", ".png")}
         if plots:
             panels = [ReliabilityPanel("uncalibrated (test)", before["test"].reliability, before["test"].ece)]
             for m in names:

@@ -1,1 +1,1 @@
-"""Small shared helpers: atomic file writes, seeding, device and precision resolution."""
+"""Small shared helpers: atomic file writes, hashing, safetensors files, seeding, device and precision."""

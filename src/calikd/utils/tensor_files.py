@@ -1,4 +1,6 @@
-"""Low-level file helpers of the checkpoint store: hashing, pickle refusal, safetensors (de)serialisation.
+"""Safetensors files without pickle: pickle refusal, SHA-verified reads, deterministic (de)serialisation.
+
+Used by the checkpoint store and by calibrator files.
 
 Nothing here unpickles: files are only ever parsed as safetensors (a JSON header plus raw bytes) or as JSON.
 """
@@ -22,7 +24,6 @@ __all__ = [
     "PENDING_SUFFIX",
     "deserialize_tensors",
     "file_is_pickle",
-    "file_sha256",
     "looks_like_pickle",
     "pending_path",
     "pickle_error",
@@ -35,15 +36,6 @@ __all__ = [
 PENDING_SUFFIX = ".pending"
 _MAX_HEADER = 100_000_000  # the limit safetensors itself enforces
 _ORDER_KEY = "calikd_order"
-
-
-def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of the file at ``path``, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pending_path(path: Path) -> Path:
