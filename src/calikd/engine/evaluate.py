@@ -11,11 +11,14 @@ import torch
 from torch import nn
 
 from calikd.calibration.lookup import parse_calibrator_spec, resolve_calibrator
-from calikd.data import ArrayDataset, BatchLoader
+from calikd.data import ArrayDataset, BatchLoader, EvalTransform, load_dataset
+from calikd.data.resolution import ResolutionTransform
 from calikd.engine.distributed import Distributed
 from calikd.engine.progress import progress_bar
-from calikd.errors import ConfigError
-from calikd.utils.device import Precision
+from calikd.errors import CheckpointError, ConfigError
+from calikd.metrics import calibration_report, looks_like_probabilities
+from calikd.store import checkpoint_dataset, checkpoint_preprocessing, load_model
+from calikd.utils.device import Precision, resolve_device, resolve_precision
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -152,41 +155,36 @@ def load_for_eval(
     The checkpoint's own normalization, validation fraction, split seed and dataset options are used, so
     ``"val"`` is the very split its training held out; a cross-resolution student gets its input resolution.
     """
-    from calikd.data import DatasetInfo, build_eval_transform, load_dataset
-    from calikd.data.resolution import ResolutionTransform
-    from calikd.errors import CheckpointError
-    from calikd.store import load_model
-    from calikd.utils.device import resolve_device, resolve_precision
-
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     model, meta = load_model(path)
-    ds_meta = dict(meta.get("dataset", {}))
+    pre = checkpoint_preprocessing(meta, str(path))  # the model's own input, never the dataset's statistics
+    ds_meta = checkpoint_dataset(meta, str(path))
     name = dataset or ds_meta.get("name")
     if not name:
-        raise CheckpointError(f"checkpoint '{path}' does not record its dataset", hint="pass --dataset")
+        raise CheckpointError(
+            f"checkpoint '{path}' does not record its dataset",
+            hint="pass the dataset (--dataset on the command line, dataset= in Python), or add "
+            '"dataset": {"name": ...} to its .json metadata',
+        )
     own = name == ds_meta.get("name")
     data = load_dataset(
         name,
-        data_dir,
+        data_dir if data_dir is not None else (ds_meta.get("data_dir") if own else None),
         val_fraction=ds_meta.get("val_fraction", 0.1),
         split_seed=ds_meta.get("split_seed", 0),
         download=download,
         **(ds_meta.get("options", {}) if own else {}),
     )
-    if data.info.num_classes != meta["num_classes"] or data.info.in_channels != meta["in_channels"]:
+    if data.info.num_classes != meta["num_classes"] or data.info.in_channels != pre.in_channels:
         raise CheckpointError(
-            f"checkpoint '{path}' is for {meta['num_classes']} classes and {meta['in_channels']} channels, "
+            f"checkpoint '{path}' is for {meta['num_classes']} classes and {pre.in_channels} channels, "
             f"but dataset '{name}' has {data.info.num_classes} classes and {data.info.in_channels} channels"
         )
-    fields = {f.name for f in dataclasses.fields(DatasetInfo)}
-    trained_info = (
-        DatasetInfo.from_dict({k: v for k, v in ds_meta.items() if k in fields}) if ds_meta else data.info
-    )
     model.to(dev)
     if prec.channels_last:
         model.to(memory_format=torch.channels_last)
-    transform = build_eval_transform(trained_info)
+    transform = EvalTransform(pre.mean, pre.std)
     if meta.get("input_resolution"):  # a cross-resolution student sees low-resolution images
         transform = _then(transform, ResolutionTransform.from_dict(meta["input_resolution"]))
     return EvalModel(model, meta, data, transform, dev, prec)
@@ -194,8 +192,6 @@ def load_for_eval(
 
 def _check_outputs(logits: torch.Tensor, path: str | Path, split: str) -> None:
     """Refuse outputs that are not usable logits: NaN/inf, or softmax probabilities."""
-    from calikd.errors import CheckpointError
-    from calikd.metrics import looks_like_probabilities
 
     bad = int((~torch.isfinite(logits)).any(dim=1).sum()) if logits.numel() else 0
     if bad:
@@ -249,7 +245,6 @@ def evaluate_checkpoint(
     ``calibration``: ``"none"`` (raw logits), ``"auto"`` (the calibrator stored next to the checkpoint by
     ``calikd calibrate``; an error if there is none) or the path of a calibrator file.
     """
-    from calikd.metrics import calibration_report
 
     spec = parse_calibrator_spec(calibration, keywords=EVAL_CALIBRATIONS)
     calibrator, calibrator_path = resolve_calibrator(path, spec)

@@ -32,6 +32,7 @@ from calikd.store.checkpoint import (
     save_checkpoint,
 )
 from calikd.store.loading import load_model, load_state_into
+from calikd.store.preprocessing import Preprocessing, checkpoint_dataset, checkpoint_preprocessing
 from calikd.store.tensor_tree import pack_tree, unpack_tree
 from calikd.utils.hashing import file_sha256
 
@@ -40,7 +41,10 @@ __all__ = [
     "LAST",
     "Checkpoint",
     "CheckpointPaths",
+    "Preprocessing",
+    "checkpoint_dataset",
     "checkpoint_id",
+    "checkpoint_preprocessing",
     "file_sha256",
     "load_model",
     "load_state_into",
