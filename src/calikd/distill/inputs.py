@@ -9,6 +9,7 @@ Every random draw comes from the generator passed in, so a ``(seed, epoch)`` fix
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,23 @@ def student_resolution_transform(
     return ResolutionTransform(factor=float(value), mode=mode, upscale=upscale)
 
 
+def _other_normalization(
+    info: DatasetInfo, given: tuple[Sequence[float], Sequence[float]] | None
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The teacher's ``(mean, std)`` when it differs from the dataset's, else None (inputs shared as is)."""
+    if given is None:
+        return None
+    mean, std = (tuple(float(v) for v in given[0]), tuple(float(v) for v in given[1]))
+    if len(mean) != info.in_channels or len(std) != info.in_channels:
+        raise ConfigError(
+            f"the teacher's normalization has {len(mean)} mean / {len(std)} std values for "
+            f"{info.in_channels} input channel(s)"
+        )
+    if (mean, std) == (tuple(info.mean), tuple(info.std)):
+        return None
+    return mean, std
+
+
 class DistillInputs:
     """Builds :class:`StepInputs` for training and the student's evaluation transform."""
 
@@ -61,7 +79,10 @@ class DistillInputs:
         resolution_mode: str = "area",
         student_upscale: bool = False,
         teacher_input: str = "full",
+        teacher_normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
+        """``teacher_normalization``: the ``(mean, std)`` the teacher's checkpoint records, when it differs
+        from the dataset's (a teacher trained elsewhere): the teacher's inputs are re-normalised to it."""
         if teacher_input not in ("full", "low"):
             raise ConfigError(f"teacher_input must be 'full' or 'low', got {teacher_input!r}")
         self.info = info
@@ -75,6 +96,7 @@ class DistillInputs:
             student_resolution, mode=resolution_mode, upscale=student_upscale
         )
         self.teacher_input = teacher_input
+        self.teacher_normalization = _other_normalization(info, teacher_normalization)
         if teacher_input == "low" and self.resolution is None:
             raise ConfigError("teacher_input 'low' needs a --student-resolution to lower the images to")
 
@@ -92,12 +114,20 @@ class DistillInputs:
             "student_resolution": self.resolution.to_dict() if self.resolution is not None else None,
             "teacher_input": self.teacher_input,
             "normalization": {"mean": list(self.info.mean), "std": list(self.info.std)},
-        }
+            **(
+                {"teacher_normalization": {"mean": list(self.teacher_normalization[0]),
+                                           "std": list(self.teacher_normalization[1])}}
+                if self.teacher_normalization is not None else {}
+            ),
+        }  # fmt: skip
 
     def _low(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.resolution is None else self.resolution(x)
 
     def _teacher_view(self, full: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+        return self._renormalize(self._teacher_pixels(full, student))
+
+    def _teacher_pixels(self, full: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
         if self.teacher_input == "full":
             return full
         if student.shape[-2:] == full.shape[-2:]:
@@ -105,6 +135,19 @@ class DistillInputs:
         return torch.nn.functional.interpolate(
             student, size=full.shape[-2:], mode="bilinear", align_corners=False
         )
+
+    def _renormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Dataset-normalised ``x`` -> normalised as the teacher expects: an affine map per channel,
+        ``x * s_d / s_t + (m_d - m_t) / s_t`` (resizing commutes with it)."""
+        if self.teacher_normalization is None:
+            return x
+        (m_t, s_t), m_d, s_d = self.teacher_normalization, self.info.mean, self.info.std
+        shape = (1, -1, 1, 1)
+        scale = torch.tensor([d / t for d, t in zip(s_d, s_t, strict=True)], dtype=x.dtype, device=x.device)
+        shift = torch.tensor(
+            [(md - mt) / t for md, mt, t in zip(m_d, m_t, s_t, strict=True)], dtype=x.dtype, device=x.device
+        )
+        return x * scale.view(shape) + shift.view(shape)
 
     def train_step(
         self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
