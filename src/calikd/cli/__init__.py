@@ -18,6 +18,7 @@ from calikd.cli import (
     distill_cmd,
     evaluate_cmd,
     export_cmd,
+    import_teacher_cmd,
     methods_cmd,
     models_cmd,
     rank_teachers_cmd,
@@ -31,6 +32,7 @@ from calikd.errors import CalikdError, Terminated
 
 SUBCOMMANDS = (
     train_teacher_cmd,
+    import_teacher_cmd,
     calibrate_cmd,
     distill_cmd,
     evaluate_cmd,

@@ -159,6 +159,8 @@ def prepare_frozen(
     x = example.to(device)
     conv = has_conv(module) and x.ndim == 4
     paths: Sequence[str] = ("eager", "channels_last") if conv else ("eager",)
+    if getattr(module, "eager_only", False):  # e.g. an ONNX teacher: its runtime has its own optimisations
+        return _finish(module, x, "eager", "static", precision, device, {}, None)
     if requested != "auto":
         return _finish(module, x, requested, "forced", precision, device, {}, None)
     if len(paths) == 1 and not can_compile(device):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from calikd.errors import CalikdError, CheckpointError
+from calikd.models import create_model
+from calikd.models.external import external_factory, is_external
 from calikd.store.checkpoint import PathLike, read_checkpoint
 
 __all__ = ["describe", "load_model", "load_state_into"]
@@ -152,9 +155,10 @@ def load_model(
     if expect_num_classes is not None and expect_num_classes != n:
         raise CheckpointError(f"{what}, but {expect_num_classes} classes were asked for")
     source = f"checkpoint '{path}' ({describe(meta)}, {c} input channels)"
-    if factory is None:
-        from calikd.models import create_model as factory
-
+    if factory is None and is_external(name):  # an ONNX teacher, or a model class of the user's own
+        factory = external_factory(name, Path(ckpt.paths.stem).parent)
+    elif factory is None:
+        factory = create_model
         _check_counts(ckpt.state_dict, {"num_classes": n, "in_channels": c, **kwargs}, source)
     model = _build(factory, name, n, c, kwargs, ckpt.state_dict, source)
     load_state_into(model, ckpt.state_dict, source=source)
