@@ -148,3 +148,37 @@ def test_bad_imports_are_clear_errors(tmp_path: Path) -> None:
         import_teacher(tmp_path / "w.safetensors", tmp_path / "t", module="no_such_pkg.x:f", **kw)
     with pytest.raises(ConfigError, match="needs the std"):
         import_teacher(torch.nn.Linear(36, 3), tmp_path / "t", module="os:getcwd", **{**kw, "std": None})
+
+
+def test_a_teacher_given_as_its_logits(tmp_path: Path, monkeypatch, run_cli) -> None:
+    from calikd.data import load_dataset
+
+    data, images, labels = _data(tmp_path)
+    model = _my_own_teacher(tmp_path, monkeypatch, images, labels)
+    splits = load_dataset("arrays", data, val_fraction=0.2)
+    arrays = {}
+    for split in ("train", "val", "test"):
+        with torch.no_grad():
+            arrays[f"{split}_logits"] = model(splits.split(split).images.float() / 255.0).numpy()
+        arrays[f"fingerprint_{split}"] = np.array(splits.split(split).fingerprint())
+    np.savez(tmp_path / "logits.npz", **arrays)
+    argv = ["import-teacher", str(tmp_path / "logits.npz"), "--out", str(tmp_path / "t"),
+            "--dataset", "arrays", "--data-dir", str(data), "--val-fraction", "0.2"]  # fmt: skip
+    code, _, err = run_cli(argv)
+    assert code == 0, err
+    got = checkpoint_logits(tmp_path / "t", ["val", "test"])
+    for split in ("val", "test"):
+        torch.testing.assert_close(got.logits[split][0], torch.from_numpy(arrays[f"{split}_logits"]))
+    code, _, err = run_cli(["calibrate", str(tmp_path / "t"), "--no-plots"])
+    assert code == 0, err
+    from calikd.store import load_model
+
+    teacher, _ = load_model(tmp_path / "t")
+    with pytest.raises(ConfigError, match="knows only its dataset's own images"):
+        teacher(torch.rand(2, 1, 6, 6))
+    wrong = dict(arrays, fingerprint_test=np.array("0" * 64))
+    np.savez(tmp_path / "wrong.npz", **wrong)
+    code, _, err = run_cli([*argv[:1], str(tmp_path / "wrong.npz"), *argv[2:], "--overwrite"])
+    assert code != 0 and "fingerprints differ" in err
+    code, _, err = run_cli([*argv[:1], str(tmp_path / "logits.npz"), *argv[2:-2], "--overwrite"])
+    assert code != 0 and "needs (" in err  # other split sizes (val fraction 0.1): the logits do not fit

@@ -17,7 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "checkpoint that records that normalisation: evaluate, calibrate, rank-teachers and distill then "
         "read it like any teacher.",
     )
-    parser.add_argument("source", help="an .onnx file, or a .safetensors state dict (with --module)")
+    parser.add_argument(
+        "source",
+        help="an .onnx file, a .safetensors state dict (with --module), or a .npz/.safetensors file of "
+        "logits per split (train_logits, val_logits, test_logits)",
+    )
     parser.add_argument("--out", required=True, help="folder for the checkpoint (<out>/last.*)")
     parser.add_argument("--dataset", required=True, help="the dataset it teaches on (see `calikd data list`)")
     parser.add_argument("--data-dir", help="folder (or file, for 'arrays') holding the dataset")
@@ -28,11 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.1, help="val held out of train (default 0.1)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the val split (default 0)")
     parser.add_argument(
-        "--mean", type=float, nargs="+", required=True,
-        help="normalisation mean it was trained with, per channel in [0, 1] units (0 for raw pixels)",
+        "--mean", type=float, nargs="+",
+        help="normalisation mean it was trained with, per channel in [0, 1] units (0 for raw pixels); "
+        "required except for a logits file",
     )  # fmt: skip
     parser.add_argument(
-        "--std", type=float, nargs="+", required=True,
+        "--std", type=float, nargs="+",
         help="normalisation std it was trained with, per channel (1 for raw pixels)",
     )  # fmt: skip
     parser.add_argument("--module", help="your model class as package.module:factory (for a weights file)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,14 @@ class ArrayDataset:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the images and labels in order: names this exact split."""
+        digest = hashlib.sha256()
+        digest.update(str(tuple(self.images.shape)).encode())
+        digest.update(self.images.numpy().tobytes())
+        digest.update(self.labels.numpy().astype("<i8").tobytes())
+        return digest.hexdigest()
 
     def subset(self, indices: torch.Tensor) -> ArrayDataset:
         """A new dataset holding the rows at ``indices`` (a copy)."""

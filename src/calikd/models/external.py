@@ -25,6 +25,7 @@ from torch import nn
 from calikd.errors import CheckpointError, ConfigError
 
 ONNX = "onnx"  # the model name of an ONNX teacher in a checkpoint's metadata (kwargs: {"file": ...})
+LOGITS = "logits"  # a teacher given as its logits (kwargs: num_images, mean, std)
 _ALLOWED: dict[str, Callable[..., Any]] = {}  # module specs the user named in this process
 
 
@@ -70,7 +71,7 @@ def build_from_factory(spec: str, kwargs: Mapping[str, Any] | None = None) -> nn
 
 def is_external(name: str) -> bool:
     """Whether a checkpoint's model name is one of these (``onnx`` or ``package.module:factory``)."""
-    return name == ONNX or ":" in name
+    return name in (ONNX, LOGITS) or ":" in name
 
 
 def use_module(spec: str) -> None:
@@ -108,6 +109,8 @@ def external_factory(name: str, checkpoint_dir: Path | None = None) -> Callable[
             if not file.is_absolute() and checkpoint_dir is not None:
                 file = checkpoint_dir / file
             return OnnxModel(file, expected_sha256=kwargs.get("sha256"))
+        if name == LOGITS:
+            return LogitsModel(int(kwargs["num_images"]), num_classes, kwargs["mean"], kwargs["std"])
         if name not in _ALLOWED:
             raise CheckpointError(
                 f"the checkpoint holds a model of your own class '{name}', which calikd imports only when "
@@ -193,3 +196,61 @@ class OnnxModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"path={str(self.path)!r}, providers={self.providers}"
+
+
+def image_keys(images_uint8: torch.Tensor) -> torch.Tensor:
+    """(N, 4) int64 keys of uint8 images (N, C, H, W): the first 32 bytes of each image's SHA-256."""
+    rows = images_uint8.reshape(images_uint8.shape[0], -1).contiguous().numpy()
+    digests = b"".join(hashlib.sha256(row.tobytes()).digest() for row in rows)
+    return torch.frombuffer(bytearray(digests), dtype=torch.int64).reshape(-1, 4).clone()
+
+
+class LogitsModel(nn.Module):
+    """A teacher that exists only as its logits: it recognises each image of its dataset (by the SHA-256 of
+    its pixels) and returns the stored logits; an image it was not given (an augmented one) is an error.
+
+    Inputs are normalised images as usual; they are mapped back to uint8 pixels with ``mean``/``std`` (exact:
+    rounding recovers the integers) before the lookup. Identical images share logits, as they would for any
+    deterministic model.
+    """
+
+    eager_only = True
+
+    def __init__(
+        self, num_images: int, num_classes: int, mean: Sequence[float], std: Sequence[float]
+    ) -> None:
+        super().__init__()
+        self.register_buffer("keys", torch.zeros(num_images, 4, dtype=torch.int64))
+        self.register_buffer("logits", torch.zeros(num_images, num_classes))
+        self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
+        self._index: dict[tuple[int, ...], int] | None = None
+
+    def fill(self, images_uint8: torch.Tensor, logits: torch.Tensor) -> LogitsModel:
+        self.keys.copy_(image_keys(images_uint8))
+        self.logits.copy_(logits.float())
+        self._index = None
+        return self
+
+    def _lookup(self) -> dict[tuple[int, ...], int]:
+        if self._index is None:
+            self._index = {tuple(k): i for i, k in enumerate(self.keys.tolist())}
+        return self._index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float64).view(shape)
+        std = torch.tensor(self.std, dtype=torch.float64).view(shape)
+        pixels = ((x.detach().cpu().double() * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+        index = self._lookup()
+        rows = []
+        for i, key in enumerate(image_keys(pixels).tolist()):
+            row = index.get(tuple(key))
+            if row is None:
+                raise ConfigError(
+                    f"a teacher given as logits knows only its dataset's own images; image {i} of this batch "
+                    "is not one of them (augmented or resized inputs cannot be looked up)",
+                    hint="distil from it without augmentation (--no-augment, no --kd-augment) at full "
+                    "resolution",
+                )
+            rows.append(row)
+        return self.logits[torch.tensor(rows, dtype=torch.long)].to(x.device)

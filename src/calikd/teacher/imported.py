@@ -10,6 +10,11 @@ records that preprocessing. From then on it is a teacher like any other: ``calik
   ``factory(**module_kwargs)`` builds the model (given ``num_classes``/``in_channels`` when it takes them) and
   the weights load strictly. Later commands rebuild it only when you name the module again
   (``--teacher-module`` / ``--module``): importing runs your package's code. Pickled files are refused.
+- ``source`` a ``.npz`` / ``.safetensors`` file of logits (``train_logits``, ``test_logits``
+  [, ``val_logits``]), each ``(N, num_classes)`` in the order of calikd's splits of ``dataset``, optionally
+  with ``fingerprint_<split>`` = ``load_dataset(...).<split>.fingerprint()`` to prove the order: a
+  teacher that exists only as its predictions. It recognises each image of the dataset by its pixels, so
+  calibration, metrics, reports and the logit cache work with it; it cannot teach on augmented images.
 - ``mean``/``std``: the normalisation the model was trained with, one value per channel in [0, 1] pixel units
   (``mean=0, std=1`` for a model fed raw [0, 1] pixels, e.g. one exported by ``calikd export``). They are
   required: calikd never assumes the dataset's statistics for a model trained elsewhere.
@@ -32,7 +37,7 @@ from calikd.data import EvalTransform, load_dataset
 from calikd.engine.evaluate import predict_logits
 from calikd.errors import CheckpointError, ConfigError
 from calikd.metrics import accuracy
-from calikd.models.external import ONNX, OnnxModel, external_factory, use_module
+from calikd.models.external import LOGITS, ONNX, LogitsModel, OnnxModel, external_factory, use_module
 from calikd.store import checkpoint_preprocessing, load_state_into, save_checkpoint
 from calikd.utils.device import resolve_device, resolve_precision
 
@@ -82,6 +87,78 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"cannot read weights '{path}': {exc}") from exc
+
+
+def _read_arrays(path: Path) -> dict[str, Any]:
+    """Arrays (and string metadata) of a ``.npz`` / ``.safetensors`` file, without unpickling."""
+    import numpy as np
+
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="np") as fh:
+            out: dict[str, Any] = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+            out.update((fh.metadata() or {}).items())
+        return out
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read '{path}': {exc}") from exc
+
+
+def is_logits_file(path: Path) -> bool:
+    """An ``.npz`` file, or a ``.safetensors`` file holding ``test_logits``."""
+    if path.suffix == ".npz":
+        return True
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as fh:
+            return "test_logits" in fh.keys()  # noqa: SIM118
+    except (SafetensorError, OSError):
+        return False
+
+
+def _logits_teacher(path: Path, data: Any, normalization: dict[str, list[float]]) -> LogitsModel:
+    arrays = _read_arrays(path)
+    num_classes = data.info.num_classes
+    images, logits = [], []
+    for split in ("train", "val", "test"):
+        key = f"{split}_logits"
+        if key not in arrays:
+            if split == "val" and len(data.val) == 0:
+                continue
+            raise ConfigError(
+                f"'{path}' has no {key}; a teacher given as logits needs them for every split of "
+                f"'{data.info.name}' (train {len(data.train)}, val {len(data.val)}, test {len(data.test)})",
+                hint="run your model over load_dataset(...).train/.val/.test images, in order",
+            )
+        values = torch.as_tensor(arrays[key]).float()
+        want = len(data.split(split))
+        if values.ndim != 2 or values.shape != (want, num_classes):
+            raise ConfigError(
+                f"'{path}': {key} has shape {tuple(values.shape)}; calikd's {split} split of "
+                f"'{data.info.name}' needs ({want}, {num_classes})",
+                hint="the split sizes depend on --val-fraction and --split-seed: use the same as when you "
+                "computed the logits",
+            )
+        if not bool(torch.isfinite(values).all()):
+            raise ConfigError(f"'{path}': {key} holds NaN or infinite values")
+        recorded = arrays.get(f"fingerprint_{split}")
+        if recorded is not None and str(recorded) != data.split(split).fingerprint():
+            raise ConfigError(
+                f"'{path}': the {split} logits were computed on other images or another order than calikd's "
+                f"{split} split of '{data.info.name}' (fingerprints differ)",
+                hint="use the same dataset, --val-fraction, --split-seed and dataset options",
+            )
+        images.append(data.split(split).images)
+        logits.append(values)
+    all_images = torch.cat(images)
+    model = LogitsModel(len(all_images), num_classes, normalization["mean"], normalization["std"])
+    return model.fill(all_images, torch.cat(logits))
 
 
 def _build(
@@ -156,13 +233,22 @@ def import_teacher(
     options = dict(dataset_options or {})
     data = load_dataset(dataset, data_dir, val_fraction=val_fraction, split_seed=split_seed, **options)
     info = data.info
-    normalization = {
-        "mean": _stats(mean, info.in_channels, "mean"),
-        "std": _stats(std, info.in_channels, "std"),
-    }
-    model, model_entry, source_entry = _build(
-        source, out, module, dict(module_kwargs or {}), info.num_classes, info.in_channels
-    )
+    logits_file = not isinstance(source, nn.Module) and is_logits_file(Path(source))
+    if logits_file and mean is None and std is None:  # its "preprocessing" only maps images to pixels
+        normalization = {"mean": [0.0] * info.in_channels, "std": [1.0] * info.in_channels}
+    else:
+        normalization = {
+            "mean": _stats(mean, info.in_channels, "mean"),
+            "std": _stats(std, info.in_channels, "std"),
+        }
+    if logits_file:
+        model = _logits_teacher(Path(source), data, normalization)
+        model_entry = {"name": LOGITS, "kwargs": {"num_images": int(model.keys.shape[0]), **normalization}}
+        source_entry = {"kind": "logits", "file": str(source)}
+    else:
+        model, model_entry, source_entry = _build(
+            source, out, module, dict(module_kwargs or {}), info.num_classes, info.in_channels
+        )
     meta: dict[str, Any] = {
         "role": "teacher",
         "model": model_entry,
