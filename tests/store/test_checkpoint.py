@@ -283,3 +283,12 @@ def test_cuda_weights_and_map_location(model, tmp_path: Path, tiny_meta, tree_eq
     tree_equal(ckpt.state_dict, dict(cuda_model.state_dict()))
     state = ckpt.load_train_state()
     assert state is not None and state["rng"][0].device.type == "cpu"
+
+
+def test_a_model_saved_without_saying_what_it_is_is_refused_at_once(tmp_path: Path) -> None:
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(CheckpointError, match="needs model.name, num_classes, in_channels"):
+        save_checkpoint(tmp_path / "m", model, {})
+    assert not list(tmp_path.iterdir())  # nothing half-written
+    with pytest.raises(CheckpointError, match="needs in_channels"):
+        save_checkpoint(tmp_path / "m", model, {"model": {"name": "x"}, "num_classes": 2})

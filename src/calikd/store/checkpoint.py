@@ -165,6 +165,8 @@ def save_checkpoint(
         raise CheckpointError(f"'{path}' is a folder; save to a stem inside it, e.g. '{Path(path) / LAST}'")
     if os.fspath(path).endswith(_PICKLE_SUFFIXES):
         raise CheckpointError(f"'{path}': calikd writes safetensors; give a stem or a .safetensors path")
+    if isinstance(model_or_state_dict, nn.Module):
+        _check_model_meta(meta)
     paths = CheckpointPaths.for_stem(_stem(path))
     weights = serialize_tensors(_state_dict_of(model_or_state_dict))
     files: dict[Path, bytes] = {paths.weights: weights}
@@ -204,6 +206,22 @@ def save_checkpoint(
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f)
     return paths
+
+
+def _check_model_meta(meta: Mapping[str, Any]) -> None:
+    """A saved model must say what it is, or it could never be loaded: refuse it now rather than later."""
+    model = meta.get("model")
+    missing = [] if isinstance(model, Mapping) and isinstance(model.get("name"), str) else ["model.name"]
+    missing += [k for k in ("num_classes", "in_channels") if not isinstance(meta.get(k), int)]
+    if missing:
+        raise CheckpointError(
+            f"the metadata of a saved model needs {', '.join(missing)} (and its normalization, input_size "
+            "and dataset, so that it is always fed as it was trained)",
+            hint='e.g. {"model": {"name": "cnn", "kwargs": {}}, "num_classes": 10, "in_channels": 1, '
+            '"input_size": [28, 28], "normalization": {"mean": [0.286], "std": [0.353]}, '
+            '"dataset": {"name": "fashion-mnist"}}; for a model class of your own use '
+            "`calikd import-teacher` (calikd.teacher.imported.import_teacher)",
+        )
 
 
 def _refuse_foreign(path: Path) -> None:
