@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import re
 import signal
 import sys
 import threading
@@ -54,9 +56,6 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        import difflib
-        import re
-
         match = re.search(r"unrecognized arguments: (\S+)", message)
         if match:
             flags = [s for a in self._actions for s in a.option_strings]
