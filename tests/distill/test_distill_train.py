@@ -207,7 +207,7 @@ def test_student_alone_needs_no_teacher(distill_config, tmp_path: Path) -> None:
     "overrides,message",
     [
         (dict(method="fitnet", tau=2.0), "does not apply to method 'fitnet'"),
-        (dict(method_options={"tua": 2.0}), "did you mean 'tau'"),
+        (dict(method_options={"temprature": 2.0}), "did you mean 'tau'"),
         (dict(method="nope"), "unknown distillation method"),
         (dict(tau_from_calibration=True), "needs a fitted temperature"),
         (dict(dataset="mnist"), "differs from the teacher's"),

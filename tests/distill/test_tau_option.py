@@ -40,6 +40,8 @@ def test_both_spellings_are_refused_and_other_methods_keep_their_errors() -> Non
         method_config("crd", {"temperature": 3.0})  # CRD never had the option: no rename
     with pytest.raises(ConfigError, match="unknown key 'tau'"):
         method_config("crd", {"tau": 3.0})
+    with pytest.raises(ConfigError, match=r"did you mean 'tau'\? 'temperature' is its old spelling"):
+        method_config("kd", {"temprature": 3.0})  # not 'temperature_on', the nearest field
 
 
 def test_the_config_resolves_the_old_spelling_and_the_flag_to_tau() -> None:

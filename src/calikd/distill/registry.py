@@ -73,6 +73,8 @@ def renamed_options(
     """
     out = dict(options)
     fields = config_fields(distiller_class(method).config_class) if method is not None else None
+    if fields is not None:
+        _refuse_misspelt_old_names(out, fields, method)
     for old, new in RENAMED_OPTIONS.items():
         if old not in out or (fields is not None and (new not in fields or old in fields)):
             continue
@@ -90,6 +92,24 @@ def renamed_options(
             )
         out[new] = out.pop(old)
     return out
+
+
+def _refuse_misspelt_old_names(
+    options: Mapping[str, Any], fields: Mapping[str, Any], method: str | None
+) -> None:
+    """A typo of an old spelling (``temprature``) suggests the new name, not the nearest field."""
+    renamed = {old: new for old, new in RENAMED_OPTIONS.items() if new in fields and old not in fields}
+    for key in options:
+        name = str(key).replace("-", "_")
+        if name in fields or name in renamed:
+            continue
+        for old, new in renamed.items():
+            if did_you_mean(name, [*fields, old]) == f" (did you mean '{old}'?)":
+                raise ConfigError(
+                    f"unknown key '{key}' in options of method '{method}' (did you mean '{new}'? "
+                    f"'{old}' is its old spelling)",
+                    hint=f"valid keys: {', '.join(sorted(fields))}",
+                )
 
 
 def method_config(name: str, options: Mapping[str, Any] | DistillerConfig | None = None) -> DistillerConfig:
