@@ -69,6 +69,10 @@ class WriteError(CalikdError, OSError):
         self.errno, self.strerror, self.filename = exc.errno, exc.strerror, path
 
 
+class CalikdDeprecationWarning(DeprecationWarning):
+    """An old spelling (an option, a flag) that still works for one release; the CLI prints it."""
+
+
 class Terminated(KeyboardInterrupt):
     """The process got SIGTERM (a scheduler's time limit, ``kill``): it unwinds like Ctrl-C, so run-folder
     locks are released and a sweep puts its current run back to pending; the CLI exits with 143."""

@@ -67,7 +67,7 @@ def test_teacher_calibration_temperature_fitted_on_val_and_song_yang(
         ),
         log=None,
     )
-    assert song.extra["method_options"]["temperature"] == pytest.approx(temperature)
+    assert song.extra["method_options"]["tau"] == pytest.approx(temperature)
     # the two runs differ: one calibrates the teacher at tau 4, the other distils at tau = T uncalibrated
     assert not _same(_weights(tmp_path / "ts"), _weights(tmp_path / "sy"))
 
@@ -207,7 +207,7 @@ def test_student_alone_needs_no_teacher(distill_config, tmp_path: Path) -> None:
     "overrides,message",
     [
         (dict(method="fitnet", tau=2.0), "does not apply to method 'fitnet'"),
-        (dict(method_options={"temprature": 2.0}), "did you mean 'temperature'"),
+        (dict(method_options={"temprature": 2.0}), "did you mean 'tau'"),
         (dict(method="nope"), "unknown distillation method"),
         (dict(tau_from_calibration=True), "needs a fitted temperature"),
         (dict(dataset="mnist"), "differs from the teacher's"),
@@ -283,7 +283,7 @@ def test_contradicting_options_are_refused(distill_config, teacher_ckpt: str, tm
             tmp_path / "x",
             teacher_calibration="temperature",
             tau_from_calibration=True,
-            method_options={"temperature": 2.0},
+            method_options={"tau": 2.0},
         )
     with pytest.raises(ConfigError, match="dataset options"):
         distill(distill_config(teacher_ckpt, tmp_path / "x", dataset_options={"train_size": 100}), log=None)

@@ -341,18 +341,18 @@ def test_defaults_follow_the_papers() -> None:
         return vars(create_distiller(name, Identity4(), Identity4()).config)
 
     assert options("dkd") == {
-        "ce_weight": 1.0, "kd_weight": 1.0, "alpha": 1.0, "beta": 8.0, "temperature": 4.0,
+        "ce_weight": 1.0, "kd_weight": 1.0, "alpha": 1.0, "beta": 8.0, "tau": 4.0,
         "warmup_epochs": None, "standardize": False,
     }  # fmt: skip
-    assert options("ls") == {"ce_weight": 0.1, "kd_weight": 9.0, "temperature": 2.0, "population_std": False}
-    assert options("ttm") == {"ce_weight": 1.0, "kd_weight": 100.0, "temperature": 10.0}
-    assert options("wttm") == {"ce_weight": 1.0, "kd_weight": 3.0, "temperature": 10.0}
+    assert options("ls") == {"ce_weight": 0.1, "kd_weight": 9.0, "tau": 2.0, "population_std": False}
+    assert options("ttm") == {"ce_weight": 1.0, "kd_weight": 100.0, "tau": 10.0}
+    assert options("wttm") == {"ce_weight": 1.0, "kd_weight": 3.0, "tau": 10.0}
     assert options("dist") == {
         "ce_weight": 1.0,
         "kd_weight": 1.0,
         "beta": 2.0,
         "gamma": 2.0,
-        "temperature": 4.0,
+        "tau": 4.0,
     }
     ctkd = options("ctkd")
     assert (ctkd["ce_weight"], ctkd["kd_weight"], ctkd["temperature_min"], ctkd["temperature_span"]) == (

@@ -322,7 +322,7 @@ def test_kdpp_class_centres_are_running_teacher_means() -> None:
     torch.testing.assert_close(frozen, expected.float())
     assert torch.equal(d2.centers(), frozen)
     cfg = method_config("kdpp")
-    assert (cfg.ce_weight, cfg.kd_weight, cfg.nd_weight, cfg.temperature) == (1.0, 1.0, 2.0, 4.0)
+    assert (cfg.ce_weight, cfg.kd_weight, cfg.nd_weight, cfg.tau) == (1.0, 1.0, 2.0, 4.0)
     assert d.warmup_epochs() == pytest.approx(1 / 12)
 
 

@@ -202,10 +202,10 @@ def test_defaults_follow_the_authors() -> None:
     def options(name: str) -> dict:
         return vars(create_distiller(name, Identity4(), Identity4()).config)
 
-    assert options("nkd") == {"ce_weight": 1.0, "kd_weight": 1.0, "temperature": 3.0, "gamma": 3.5}
-    assert options("tfkd") == {"ce_weight": 0.9, "kd_weight": 0.1, "temperature": 20.0, "correct_prob": 0.99}
+    assert options("nkd") == {"ce_weight": 1.0, "kd_weight": 1.0, "tau": 3.0, "gamma": 3.5}
+    assert options("tfkd") == {"ce_weight": 0.9, "kd_weight": 0.1, "tau": 20.0, "correct_prob": 0.99}
     assert options("rld") == {
-        "ce_weight": 1.0, "kd_weight": 1.0, "alpha": 1.0, "beta": 8.0, "temperature": 4.0,
+        "ce_weight": 1.0, "kd_weight": 1.0, "alpha": 1.0, "beta": 8.0, "tau": 4.0,
         "alpha_temperature": None, "warmup_epochs": None,
     }  # fmt: skip
     assert options("mlkd") == {"ce_weight": 0.1, "kd_weight": 0.9, "temperatures": [2.0, 3.0, 4.0, 5.0, 6.0]}

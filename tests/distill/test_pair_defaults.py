@@ -37,19 +37,19 @@ def test_paper_preset_takes_the_pairs_values_under_explicit_options(
     distill_config, teacher_ckpt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the session's teacher is a resnet8 and the student a cnn: list that pair for DKD
-    monkeypatch.setattr(DKD, "pair_defaults", {("resnet8", "cnn"): {"beta": 2.0, "temperature": 3.0}})
+    monkeypatch.setattr(DKD, "pair_defaults", {("resnet8", "cnn"): {"beta": 2.0, "tau": 3.0}})
     lines: list[str] = []
     config = distill_config(
         teacher_ckpt,
         tmp_path / "paper",
         method="dkd",
         method_preset="paper",
-        method_options={"temperature": 5.0},
+        method_options={"tau": 5.0},
         epochs=1,
     )
     result = distill(config, log=lines.append)
     options = result.extra["method_options"]
-    assert options["beta"] == 2.0 and options["temperature"] == 5.0  # the explicit option wins
+    assert options["beta"] == 2.0 and options["tau"] == 5.0  # the explicit option wins
     assert any("the authors' values for resnet8 -> cnn: {'beta': 2.0}" in line for line in lines)
     plain = distill(distill_config(teacher_ckpt, tmp_path / "default", method="dkd", epochs=1), log=None)
     assert "beta" not in plain.extra["method_options"]  # the method's default (8) applies

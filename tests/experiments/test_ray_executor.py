@@ -267,7 +267,7 @@ def test_a_task_uses_its_gpu_or_none(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert list(inspect.signature(run_in_task).parameters) == ["plan", "threads", "gpus", "cwd"]
     seen: list[tuple[Any, ...]] = []
     monkeypatch.setattr(
-        "calikd.experiments.tasks.run_work",
+        "calikd.experiments.ray_executor.run_work",
         lambda plan, threads: seen.append((plan.config["device"], threads)) or "result",
     )
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")

@@ -10,11 +10,19 @@ import pytest
 from calikd.cli import main
 from calikd.errors import ConfigError
 from calikd.experiments import expand, load_spec, parse_spec
-from calikd.experiments.reproduce import PRESETS, REPRODUCTIONS, build_spec, reproduce
+from calikd.experiments.studies import (
+    PRESETS,
+    Study,
+    build_spec,
+    get_study,
+    list_studies,
+    register_study,
+    reproduce,
+)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-@pytest.mark.parametrize("name", sorted(REPRODUCTIONS))
+@pytest.mark.parametrize("name", list_studies())
 def test_every_preset_is_a_valid_sweep(name: str, preset: str) -> None:
     spec = parse_spec(build_spec(name, preset))
     plans = expand(spec)
@@ -66,7 +74,7 @@ def test_cuk2023_quick_smoke_runs_and_reports(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(REPRODUCTIONS))
+@pytest.mark.parametrize("name", list_studies())
 def test_paper_protocols_run_on_tiny_synthetic_data(name: str, tmp_path: Path) -> None:
     outcome, (md, _) = reproduce(
         name, "paper", db_path=str(tmp_path / "db.sqlite"), smoke=True, out=str(tmp_path / "out"), log=None
@@ -101,3 +109,16 @@ def test_the_student_alone_runs_once_whatever_the_teacher_input() -> None:
     alone = [p for p in plans if p.kind == "distill" and p.config["method"] == "ce"]
     assert len(alone) == 2 * 3  # resolutions x seeds
     assert {p.config["teacher_input"] for p in alone} == {"full"}
+
+
+def test_studies_are_registered_one_module_each_with_their_metadata() -> None:
+    assert list_studies() == ["cuk2023", "kim2025", "mishra2023", "song2021", "tian2020"]
+    for name in list_studies():
+        study = get_study(name)
+        assert isinstance(study, Study) and study.name == name
+        assert type(study).__module__ == f"calikd.experiments.studies.{name}"
+        assert study.paper and study.claim and study.their_number and study.presets == PRESETS
+    with pytest.raises(ValueError, match="registered twice"):
+        register_study("kim2025")(type(get_study("kim2025")))
+    with pytest.raises(ConfigError, match="choose one of: song2021, kim2025, mishra2023, cuk2023, tian2020"):
+        get_study("nope")

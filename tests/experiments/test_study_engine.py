@@ -104,7 +104,7 @@ def test_students_of_one_teacher_share_its_logits_on_disk(sweep: tuple) -> None:
 def test_sweep_cache_defaults_leave_run_ids_alone_and_yield_to_the_sweep_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import calikd.distill
+    from calikd.experiments import tasks
     from calikd.experiments.spec import expand
     from calikd.experiments.tasks import run_distill
     from calikd.results import run_id_for
@@ -131,7 +131,7 @@ def test_sweep_cache_defaults_leave_run_ids_alone_and_yield_to_the_sweep_file(
         seen.append(config)
         raise RuntimeError("stop")
 
-    monkeypatch.setattr(calikd.distill, "distill", fake_distill)
+    monkeypatch.setattr(tasks, "distill", fake_distill)
     for p in (plan, own):
         with pytest.raises(RuntimeError, match="stop"):
             run_distill(p)

@@ -52,7 +52,7 @@ def test_expansion_dedupes_the_baseline_and_orders_phases(tmp_path: Path) -> Non
     "overrides,message",
     [
         ({"teachers": [{"name": "t", "model": "resnet8", "epoch": 1}]}, "did you mean 'epochs'"),
-        ({"methods": [{"method": "kd", "options": {"temprature": 2}}]}, "did you mean 'temperature'"),
+        ({"methods": [{"method": "kd", "options": {"temprature": 2}}]}, "did you mean 'tau'"),
         ({"distill": {"seed": 3}}, "the sweep sets these itself"),
         ({"seedz": [1]}, "did you mean 'seeds'"),
         ({"seeds": [0, -1]}, r"the sweep's 'seeds' must be non-negative integers, got \[-1\]"),

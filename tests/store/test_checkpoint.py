@@ -287,7 +287,7 @@ def test_cuda_weights_and_map_location(model, tmp_path: Path, tiny_meta, tree_eq
 
 def test_a_model_saved_without_saying_what_it_is_is_refused_at_once(tmp_path: Path) -> None:
     model = torch.nn.Linear(3, 2)
-    with pytest.raises(CheckpointError, match="needs model.name, num_classes, in_channels"):
+    with pytest.raises(CheckpointError, match=r"needs model\.name, num_classes, in_channels"):
         save_checkpoint(tmp_path / "m", model, {})
     assert not list(tmp_path.iterdir())  # nothing half-written
     with pytest.raises(CheckpointError, match="needs in_channels"):

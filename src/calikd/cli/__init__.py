@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import re
 import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from calikd import __version__
 from calikd.cli import (
@@ -28,7 +31,7 @@ from calikd.cli import (
     sweep_cmd,
     train_teacher_cmd,
 )
-from calikd.errors import CalikdError, Terminated
+from calikd.errors import CalikdDeprecationWarning, CalikdError, Terminated
 
 SUBCOMMANDS = (
     train_teacher_cmd,
@@ -57,9 +60,6 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        import difflib
-        import re
-
         match = re.search(r"unrecognized arguments: (\S+)", message)
         if match:
             flags = [s for a in self._actions for s in a.option_strings]
@@ -94,11 +94,25 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated(f"signal {signum}")
 
 
+def _printing_deprecations(show: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints calikd's deprecation notes as ``deprecated: ...`` lines and
+    hands every other warning to ``show``."""
+
+    def show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, CalikdDeprecationWarning):
+            print(f"deprecated: {message}", file=sys.stderr)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return show_warning
+
+
 @contextlib.contextmanager
 def _cli_process() -> Iterator[None]:
     """What the ``calikd`` process sets up around a command: SIGTERM unwinds like Ctrl-C (locks are released,
     see :class:`~calikd.errors.Terminated`); file names that are not UTF-8 print escaped instead of failing;
-    Pillow's decompression-bomb warning is silenced, as calikd refuses every such image with its own error."""
+    Pillow's decompression-bomb warning is silenced, as calikd refuses every such image with its own error;
+    calikd's deprecation warnings (an old spelling that still works) are printed as ``deprecated: ...``."""
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     if main_thread and previous in (signal.SIG_DFL, None):
@@ -112,6 +126,8 @@ def _cli_process() -> Iterator[None]:
             from PIL import Image
 
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("default", CalikdDeprecationWarning)  # old spellings: say the new one
+            warnings.showwarning = _printing_deprecations(warnings.showwarning)
             yield
     finally:
         if main_thread and previous in (signal.SIG_DFL, None):

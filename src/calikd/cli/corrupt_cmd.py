@@ -7,8 +7,13 @@ import time
 
 from calikd.cli.arguments import check_output_dir
 from calikd.cli.output import format_table
+from calikd.corruptions import get_corruption, list_corruptions, resolve_corruptions
+from calikd.data import load_dataset
+from calikd.data.corrupted import SEVERITIES, write_corrupted_set
+from calikd.engine.progress import progress_bar
 from calikd.errors import ConfigError
 from calikd.utils.config import parse_key_value
+from calikd.utils.device import resolve_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,8 +54,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list() -> int:
-    from calikd.corruptions import get_corruption, list_corruptions
-
     rows = []
     for name in list_corruptions():
         c = get_corruption(name)
@@ -65,12 +68,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.dataset or not args.out:
         raise ConfigError("calikd corrupt needs --dataset and --out (or --list)")
     check_output_dir(args.out)
-    from calikd.corruptions import resolve_corruptions
-    from calikd.data import load_dataset
-    from calikd.data.corrupted import SEVERITIES, write_corrupted_set
-    from calikd.engine.progress import progress_bar
-    from calikd.utils.device import resolve_device
-
     names = resolve_corruptions(args.corruptions)
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.data_dir, **dict(args.dataset_options))

@@ -14,7 +14,9 @@ from calikd.cli.arguments import (
 )
 from calikd.cli.output import format_table
 from calikd.engine import evaluate_checkpoint
+from calikd.engine.robustness import evaluate_corruptions
 from calikd.errors import ConfigError
+from calikd.report.robustness import write_robustness_report
 from calikd.utils.io import atomic_write_json
 
 
@@ -82,9 +84,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_corruptions(args: argparse.Namespace) -> int:
-    from calikd.engine.robustness import evaluate_corruptions
-    from calikd.report.robustness import write_robustness_report
-
     if args.split != "test" or args.dataset:
         raise ConfigError("--corruptions evaluates the checkpoint's own test split: drop --split/--dataset")
     kwargs = checkpoint_run_kwargs(args)

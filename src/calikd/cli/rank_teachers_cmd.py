@@ -15,7 +15,14 @@ from typing import Any
 
 from calikd.cli.arguments import add_checkpoint_run_arguments, checkpoint_run_kwargs
 from calikd.cli.output import format_table
-from calikd.experiments.ranking import CALIBRATIONS, CRITERIA, check_against_students, rank_teachers
+from calikd.experiments.ranking import (
+    CALIBRATIONS,
+    CRITERIA,
+    check_against_students,
+    check_criterion,
+    rank_teachers,
+)
+from calikd.results import DEFAULT_DB_PATH, ResultsStore
 from calikd.utils.io import atomic_write_json
 
 
@@ -66,9 +73,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calikd.experiments.ranking import check_criterion
-    from calikd.results import DEFAULT_DB_PATH, ResultsStore
-
     criterion = check_criterion(args.criterion)  # before any model runs
     ranking = rank_teachers(
         args.checkpoints,

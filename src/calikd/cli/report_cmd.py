@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from calikd.results import DEFAULT_DB_PATH
+from calikd.errors import ConfigError, did_you_mean
+from calikd.experiments.report import run_report, sweep_report
+from calikd.results import DEFAULT_DB_PATH, ResultsStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,18 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calikd.experiments.report import run_report, sweep_report
-
     if Path(args.target).is_dir():
         md, html = run_report(args.target, args.out)
     else:
-        from calikd.results import ResultsStore
-
         with ResultsStore(args.db, create=False) as store:
             known = {s.name: s for s in store.sweeps()}
         if args.target not in known:
-            from calikd.errors import ConfigError, did_you_mean
-
             raise ConfigError(
                 f"'{args.target}' is neither a run folder nor a sweep in '{args.db}'"
                 f"{did_you_mean(args.target, known)}",

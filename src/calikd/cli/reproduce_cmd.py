@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+import yaml
+
 from calikd.cli.sweep_cmd import add_executor_arguments, executor_options
+from calikd.experiments import expand, parse_spec
+from calikd.experiments.studies import PRESETS, build_spec, list_studies, reproduce
 from calikd.results import DEFAULT_DB_PATH
+from calikd.utils.io import atomic_write_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from calikd.experiments.reproduce import PRESETS, REPRODUCTIONS
-
     parser = sub.add_parser(
         "reproduce",
         help="reproduce a paper's claim (song2021, kim2025, mishra2023, cuk2023)",
@@ -19,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(<= 10 min on 2 CPU cores, Fashion-MNIST subset), full (<= 90 min, 3 seeds), paper (the papers' "
         "CIFAR-100 protocols, for a GPU). Restarting continues where it stopped.",
     )
-    parser.add_argument("name", choices=sorted(REPRODUCTIONS), help="which paper")
+    parser.add_argument("name", choices=list_studies(), help="which paper")
     parser.add_argument("--preset", choices=PRESETS, default="quick")
     parser.add_argument("--db", default=DEFAULT_DB_PATH, help=f"results store (default: {DEFAULT_DB_PATH})")
     parser.add_argument("--out", default=None, help="output folder (default: runs/reproduce/<name>-<preset>)")
@@ -40,21 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calikd.experiments.reproduce import build_spec, reproduce
-
     options = executor_options(args)
     if args.export_spec or args.dry_run:
         mapping = build_spec(args.name, args.preset, smoke=args.smoke, out=args.out)
         if args.export_spec:
-            import yaml
-
-            from calikd.utils.io import atomic_write_bytes
-
             atomic_write_bytes(args.export_spec, yaml.safe_dump(mapping, sort_keys=False).encode())
             print(f"sweep file: {args.export_spec}  (run it with `calikd sweep {args.export_spec}`)")
         if args.dry_run:
-            from calikd.experiments import expand, parse_spec
-
             plans = expand(parse_spec(mapping))
             for plan in plans:
                 print(f"{plan.kind:<10} {plan.run_id[:8]}  {plan.name}")

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from calikd.errors import ConfigError
-from calikd.experiments import load_spec, run_sweep
+from calikd.experiments import expand, load_spec, run_sweep
 from calikd.experiments.runner import EXECUTORS
 from calikd.results import DEFAULT_DB_PATH
 
@@ -83,8 +83,6 @@ def run(args: argparse.Namespace) -> int:
     options = executor_options(args)
     spec = load_spec(args.file)
     if args.dry_run:
-        from calikd.experiments import expand
-
         for plan in expand(spec):
             print(f"{plan.kind:<10} {plan.run_id[:8]}  {plan.name}")
         return 0

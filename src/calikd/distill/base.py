@@ -5,7 +5,7 @@ A :class:`Distiller` owns the student, the frozen teacher (eval mode, no gradien
 one file each under :mod:`calikd.distill.methods`, registered with ``@register_distiller``, with a dataclass
 config and their loss maths as a pure function usable in any training loop.
 
->>> distiller = create_distiller("kd", student, teacher, {"temperature": 4.0})     # doctest: +SKIP
+>>> distiller = create_distiller("kd", student, teacher, {"tau": 4.0})     # doctest: +SKIP
 >>> logits, losses = distiller(images, labels)
 >>> sum(losses.values()).backward()
 """

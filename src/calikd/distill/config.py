@@ -14,7 +14,7 @@ from typing import Any
 from calikd.augment.config import AugmentConfig
 from calikd.data.resolution import MODES as RESOLUTION_MODES
 from calikd.distill.cache import CACHE_MODES
-from calikd.distill.registry import distiller_class, method_config
+from calikd.distill.registry import distiller_class, method_config, renamed_options
 from calikd.engine.config import TrainingConfig
 from calikd.errors import ConfigError
 from calikd.utils.config import config_fields, option
@@ -22,7 +22,7 @@ from calikd.utils.config import config_fields, option
 TEACHER_INPUTS = ("full", "low")
 # generic flags -> the method option they set
 _METHOD_SHORTCUTS = {
-    "tau": "temperature",
+    "tau": "tau",
     "temperature_on": "temperature_on",
     "ce_weight": "ce_weight",
     "kd_weight": "kd_weight",
@@ -142,8 +142,10 @@ class DistillConfig(TrainingConfig, AugmentConfig):
         self.method_options_resolved()
 
     def method_options_resolved(self) -> dict[str, Any]:
-        """``method_options`` with the generic flags (``tau``, weights, ``temperature_on``) merged in."""
+        """``method_options`` with the generic flags (``tau``, weights, ``temperature_on``) merged in (and the
+        old spellings of renamed options replaced, with a deprecation warning)."""
         options = {str(k).replace("-", "_"): v for k, v in self.method_options.items()}
+        options = renamed_options(options, self.method)
         fields = config_fields(distiller_class(self.method).config_class)
         for flag, key in _METHOD_SHORTCUTS.items():
             value = getattr(self, flag)
@@ -160,18 +162,27 @@ class DistillConfig(TrainingConfig, AugmentConfig):
                     f"--{flag.replace('_', '-')} {value} contradicts method option {key}={options[key]}"
                 )
             options[key] = value
-        if self.tau_from_calibration and "temperature" in options:
+        if self.tau_from_calibration and "tau" in options:
             raise ConfigError(
-                f"--tau-from-calibration sets the temperature, but method_options also gives "
-                f"temperature={options['temperature']}: drop one of them"
+                f"--tau-from-calibration sets the distillation temperature, but method_options also gives "
+                f"tau={options['tau']}: drop one of them"
             )
-        if self.tau_from_calibration and "temperature" not in fields:
+        if self.tau_from_calibration and "tau" not in fields:
             raise ConfigError(
                 f"--tau-from-calibration needs a method with a distillation temperature; "
                 f"'{self.method}' has none"
             )
         method_config(self.method, options)  # unknown or invalid options fail here, before any work
         return options
+
+    @staticmethod
+    def comparable(saved: dict[str, Any]) -> dict[str, Any]:
+        """A stored config (``config_to_dict``) with its method options in today's spelling, so that a run
+        started by an older version (method option ``temperature``) compares equal to the same run now."""
+        options = saved.get("method_options")
+        if not isinstance(options, dict):
+            return dict(saved)
+        return {**saved, "method_options": renamed_options(options)}
 
     def default_out(self, dataset: str, teacher_model: str | None) -> str:
         """Output folder used when ``out`` is not given: names the settings that most often vary."""

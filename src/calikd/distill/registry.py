@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from calikd.errors import ConfigError, did_you_mean
+from calikd.errors import CalikdDeprecationWarning, ConfigError, did_you_mean
 from calikd.utils.config import config_fields, config_from_dict
 
 if TYPE_CHECKING:
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
 
 _D = TypeVar("_D", bound="type[Distiller]")
 _METHODS: dict[str, type[Distiller]] = {}
+# method options renamed: old spelling -> new one; the old spelling still works (with a deprecation warning)
+# for one release. ``temperature`` was the distillation temperature, now ``tau`` (the word "temperature" is
+# kept for the teacher's calibration temperature).
+RENAMED_OPTIONS = {"temperature": "tau"}
 
 
 def register_distiller(name: str) -> Callable[[_D], _D]:
@@ -56,8 +61,60 @@ def distiller_class(name: str) -> type[Distiller]:
     return _METHODS[key]
 
 
+def renamed_options(
+    options: Mapping[str, Any], method: str | None = None, *, warn: bool = True
+) -> dict[str, Any]:
+    """``options`` with the old spellings of :data:`RENAMED_OPTIONS` replaced by the new ones.
+
+    With ``method``, only options that method has are renamed (so that an old spelling a method never had
+    stays an unknown option) and each rename warns (:class:`~calikd.errors.CalikdDeprecationWarning`) unless
+    ``warn=False``; giving both spellings is a :class:`~calikd.errors.ConfigError`. Without ``method`` (stored
+    options of an older run, to compare with today's) every old spelling is renamed silently.
+    """
+    out = dict(options)
+    fields = config_fields(distiller_class(method).config_class) if method is not None else None
+    if fields is not None:
+        _refuse_misspelt_old_names(out, fields, method)
+    for old, new in RENAMED_OPTIONS.items():
+        if old not in out or (fields is not None and (new not in fields or old in fields)):
+            continue
+        if new in out:
+            raise ConfigError(
+                f"options of method '{method}' give both '{new}' and '{old}', its old spelling: "
+                f"give '{new}' only"
+            )
+        if method is not None and warn:
+            warnings.warn(
+                f"method option '{old}' of '{method}' is now called '{new}' ({old}={out[old]!r} -> "
+                f"{new}={out[old]!r}); the old spelling will be removed in the next release",
+                CalikdDeprecationWarning,
+                stacklevel=3,
+            )
+        out[new] = out.pop(old)
+    return out
+
+
+def _refuse_misspelt_old_names(
+    options: Mapping[str, Any], fields: Mapping[str, Any], method: str | None
+) -> None:
+    """A typo of an old spelling (``temprature``) suggests the new name, not the nearest field."""
+    renamed = {old: new for old, new in RENAMED_OPTIONS.items() if new in fields and old not in fields}
+    for key in options:
+        name = str(key).replace("-", "_")
+        if name in fields or name in renamed:
+            continue
+        for old, new in renamed.items():
+            if did_you_mean(name, [*fields, old]) == f" (did you mean '{old}'?)":
+                raise ConfigError(
+                    f"unknown key '{key}' in options of method '{method}' (did you mean '{new}'? "
+                    f"'{old}' is its old spelling)",
+                    hint=f"valid keys: {', '.join(sorted(fields))}",
+                )
+
+
 def method_config(name: str, options: Mapping[str, Any] | DistillerConfig | None = None) -> DistillerConfig:
-    """The typed config of method ``name`` from a mapping of options (unknown keys are an error)."""
+    """The typed config of method ``name`` from a mapping of options (unknown keys are an error; the old
+    spellings of renamed options, :data:`RENAMED_OPTIONS`, still work with a deprecation warning)."""
     cls = distiller_class(name)
     if options is None:
         return cls.config_class()
@@ -67,6 +124,8 @@ def method_config(name: str, options: Mapping[str, Any] | DistillerConfig | None
         raise ConfigError(
             f"method '{name}' takes a {cls.config_class.__name__}, got {type(options).__name__}"
         )
+    if isinstance(options, Mapping):
+        options = renamed_options(options, name)
     return config_from_dict(cls.config_class, options, source=f"options of method '{name}'")
 
 
@@ -108,4 +167,4 @@ def distiller_info(name: str) -> dict[str, Any]:
 def pair_options(name: str, teacher_model: str | None, student_model: str) -> dict[str, Any] | None:
     """The authors' option values of method ``name`` for this teacher/student pair (None: not listed)."""
     values = distiller_class(name).pair_defaults.get((teacher_model or "", student_model))
-    return None if values is None else dict(values)
+    return None if values is None else renamed_options(values)

@@ -21,7 +21,13 @@ from calikd.distill.base import Distiller
 from calikd.distill.cache import TeacherLogitCache
 from calikd.distill.config import DistillConfig
 from calikd.distill.inputs import DistillInputs
-from calikd.distill.registry import create_distiller, distiller_class, method_config, pair_options
+from calikd.distill.registry import (
+    create_distiller,
+    distiller_class,
+    method_config,
+    pair_options,
+    renamed_options,
+)
 from calikd.distill.report import write_report
 from calikd.distill.teacher import DistillTeacher, load_teacher
 from calikd.distill.teacher_numbers import teacher_reports
@@ -221,7 +227,10 @@ def _check_same_distillation(
         diffs.append("the teacher's calibrator")
     elif then_t.get("calibrator_applied") != now_t.get("calibrator_applied"):
         diffs.append("whether the teacher's calibrator is applied")
-    if json.loads(json_text(saved.get("method_options"))) != json.loads(json_text(method_options)):
+    then_options = saved.get("method_options")
+    if isinstance(then_options, dict):
+        then_options = renamed_options(then_options)  # runs of older versions: 'temperature' is now 'tau'
+    if json.loads(json_text(then_options)) != json.loads(json_text(method_options)):
         diffs.append(f"the method options ({saved.get('method_options')} then, {method_options} now)")
     if diffs:
         raise ConfigError(
@@ -574,7 +583,7 @@ def distill(
                     f"{teacher.calibration_source}",
                     hint="use --teacher-calibration temperature",
                 )
-            method_options["temperature"] = teacher.temperature
+            method_options["tau"] = teacher.temperature
             teacher.applied = False  # Song & Yang: the fitted T is the distillation temperature instead
             calibration = None
             say(f"distilling at the teacher's fitted temperature T = {teacher.temperature:.4f}")
@@ -652,8 +661,8 @@ def distill(
     if config.resume:
         ckpt = read_checkpoint(out_dir / "last")
         check_resumable(
-            config_to_dict(config),
-            ckpt.meta.get("config", {}),
+            DistillConfig.comparable(config_to_dict(config)),
+            DistillConfig.comparable(ckpt.meta.get("config", {})),
             RESUME_MAY_DIFFER,
             defaults=config_to_dict(DistillConfig()),
         )

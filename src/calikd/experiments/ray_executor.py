@@ -32,7 +32,7 @@ from typing import Any
 
 from calikd.errors import ConfigError, did_you_mean
 from calikd.experiments.spec import RunPlan
-from calikd.experiments.tasks import RunResult, error_detail, record_failure, record_result
+from calikd.experiments.tasks import RunResult, error_detail, record_failure, record_result, run_work
 from calikd.results import DEFAULT_HEARTBEAT_S, ClaimLostError, ResultsStore
 
 INSTALL_HINT = "pip install 'calikd[ray]'"
@@ -98,8 +98,6 @@ def import_ray() -> Any:
 def run_in_task(plan: RunPlan, threads: int, gpus: float, cwd: str) -> RunResult:
     """The body of a Ray task: run ``plan`` with :func:`~calikd.experiments.tasks.run_work` in ``cwd`` and
     return its result (the driver records it; a task never opens the results store)."""
-    from calikd.experiments.tasks import run_work
-
     if not os.path.isdir(cwd):
         raise ConfigError(
             f"the sweep's working directory '{cwd}' does not exist on node {socket.gethostname()}",

@@ -421,11 +421,12 @@ def _effective_tau(cfg: dict[str, Any]) -> float | None:
     if cfg.get("tau") is not None:
         return float(cfg["tau"])
     options = json.loads(cfg["method_options"]) if isinstance(cfg.get("method_options"), str) else {}
-    if "temperature" in options:
-        return float(options["temperature"])
+    for key in ("tau", "temperature"):  # 'temperature': the old spelling of the method option 'tau'
+        if key in options:
+            return float(options[key])
     from calikd.distill import distiller_info
 
-    default = distiller_info(cfg["method"])["options"].get("temperature", {}).get("default")
+    default = distiller_info(cfg["method"])["options"].get("tau", {}).get("default")
     return None if default is None else float(default)
 
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from calikd.errors import ConfigError, did_you_mean
 from calikd.experiments.overhead import SweepTiming, append_timing, train_loop_seconds
-from calikd.experiments.ray_executor import RayOptions
+from calikd.experiments.ray_executor import RayExecutor, RayOptions
 from calikd.experiments.spec import RunPlan, SweepSpec, expand, spec_to_dict
 from calikd.experiments.tasks import execute
 from calikd.results import DEFAULT_DB_PATH, ResultsStore
@@ -102,8 +102,6 @@ def make_executor(
             hint="with Ray, as many runs execute at once as the cluster has CPUs/GPUs for "
             "(see the CPUs and GPUs per run)",
         )
-    from calikd.experiments.ray_executor import RayExecutor
-
     return RayExecutor(ray_options, log=log)
 
 

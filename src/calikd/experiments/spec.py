@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calikd.calibration.lookup import checkpoint_stem, find_calibrator
+from calikd.corruptions import resolve_corruptions, resolve_table
 from calikd.distill.config import DistillConfig
 from calikd.errors import CalikdError, ConfigError, did_you_mean
 from calikd.experiments.sharing import distill_settings
@@ -362,8 +364,6 @@ def _parse_seeds(value: Any) -> list[int]:
 def _parse_robustness(value: Any, dataset: str | None) -> dict[str, Any] | None:
     if value is None or value is False:
         return None
-    from calikd.corruptions import resolve_corruptions, resolve_table
-
     entry = {} if value is True else value
     if not isinstance(entry, dict):
         raise ConfigError(f"'robustness' must be a mapping (or true), got {type(entry).__name__}")
@@ -509,8 +509,6 @@ def _paired(spec: SweepSpec, teacher: str, student: dict[str, Any]) -> bool:
 def _uncalibrated_stem(checkpoint: str) -> Path | None:
     """The stem of a foreign checkpoint that has no calibrator stored next to it; None when it has one (or
     cannot be read: its runs will say why)."""
-    from calikd.calibration.lookup import checkpoint_stem, find_calibrator
-
     try:
         return checkpoint_stem(checkpoint) if find_calibrator(checkpoint) is None else None
     except CalikdError:

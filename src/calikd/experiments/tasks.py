@@ -18,9 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from calikd.data import load_dataset
+from calikd.data.corrupted import write_corrupted_set
+from calikd.data.splits import subsample_train
+from calikd.distill import DistillConfig, distill
+from calikd.engine.robustness import evaluate_corruptions
 from calikd.experiments.overhead import TRAIN_LOOP_METRIC
 from calikd.experiments.spec import RunPlan
+from calikd.metrics.robustness import per_severity
+from calikd.report.robustness import write_robustness_report
 from calikd.results import ResultsStore
+from calikd.teacher import TeacherConfig, train_teacher
+from calikd.teacher.calibrate import calibrate_checkpoint
+from calikd.utils.config import config_from_dict
 
 REPORT_METRICS = ("accuracy", "nll", "brier", "entropy", "ece", "ace", "mce", "oe", "classwise_ece")
 
@@ -47,9 +59,6 @@ def _existing_run(out_dir: str) -> bool:
 
 def run_teacher(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
     """Train (or resume) a teacher; its test metrics and checkpoint paths."""
-    from calikd.teacher import TeacherConfig, train_teacher
-    from calikd.utils.config import config_from_dict
-
     resume = _existing_run(plan.out_dir)
     config = config_from_dict(
         TeacherConfig, {**plan.config, "out": plan.out_dir, "progress": False, "resume": resume}
@@ -69,8 +78,6 @@ def run_teacher(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
 
 def run_calibrate(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
     """Evaluate a teacher on val and test, before and after temperature scaling fitted on val."""
-    from calikd.teacher.calibrate import calibrate_checkpoint
-
     checkpoint = plan.config["checkpoint"]
     # Files go to the plan's folder: next to a teacher this sweep trained, inside the sweep for a checkpoint
     # from outside (whose own folder, and any calibrator the user stored there, is never written to). A
@@ -98,9 +105,6 @@ def run_calibrate(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
 
 def run_distill(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
     """Distil (or resume) a student; its and its teacher's numbers."""
-    from calikd.distill import DistillConfig, distill
-    from calikd.utils.config import config_from_dict
-
     resume = _existing_run(plan.out_dir)
     config = config_from_dict(
         DistillConfig,
@@ -140,10 +144,6 @@ def run_distill(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
 
 def run_corrupt(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
     """Write the sweep's corrupted test set (a stratified subset of the test split if asked)."""
-    from calikd.data import load_dataset
-    from calikd.data.corrupted import write_corrupted_set
-    from calikd.data.splits import subsample_train
-
     cfg = plan.config
     data = load_dataset(cfg["dataset"], **(cfg.get("dataset_options") or {}))
     test = data.test
@@ -163,10 +163,6 @@ def run_corrupt(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
 
 def run_robustness(plan: RunPlan) -> tuple[dict[str, Any], dict[str, str]]:
     """Evaluate a teacher or student on the corrupted test set; means over corruptions and severities."""
-    from calikd.engine.robustness import evaluate_corruptions
-    from calikd.metrics.robustness import per_severity
-    from calikd.report.robustness import write_robustness_report
-
     result = evaluate_corruptions(
         plan.config["checkpoint"], corrupted_dir=plan.config["corrupted_dir"]
     ).to_dict()
@@ -202,8 +198,6 @@ def run_work(plan: RunPlan, threads: int | None = None) -> RunResult:
     """Run ``plan`` (with ``threads`` torch threads if given) and return what it produced; never opens the
     results store. Raises what the run raises."""
     if threads is not None:
-        import torch
-
         torch.set_num_threads(threads)
     start = time.perf_counter()
     metrics, artifacts = RUNNERS[plan.kind](plan)

@@ -67,7 +67,7 @@ class DISTConfig(DistillerConfig):
     kd_weight: float = option(1.0, "overall weight of the DIST term (beta, gamma weight its parts)", min=0.0)
     beta: float = option(2.0, "weight of the inter-class (per-sample) relation term", min=0.0)
     gamma: float = option(2.0, "weight of the intra-class (per-class, across-batch) relation term", min=0.0)
-    temperature: float = option(4.0, "softmax temperature tau", min=0.0, exclusive_min=True)
+    tau: float = option(4.0, "softmax temperature tau", min=0.0, exclusive_min=True)
 
 
 @register_distiller("dist")
@@ -79,5 +79,5 @@ class DIST(Distiller):
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config
-        loss = dist_loss(step.student_logits, step.teacher_logits, cfg.beta, cfg.gamma, cfg.temperature)
+        loss = dist_loss(step.student_logits, step.teacher_logits, cfg.beta, cfg.gamma, cfg.tau)
         return {**self.ce_term(step), "kd": cfg.kd_weight * loss}

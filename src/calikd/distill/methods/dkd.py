@@ -15,7 +15,7 @@ Defaults: mdistiller's CIFAR-100 configuration (``mdistiller/engine/cfg.py``, th
 ResNet32x4 -> ResNet8x4 result): CE weight 1.0, alpha 1.0, beta 8.0, T 4.0, warm-up 20 of 240 epochs;
 the warm-up is therefore expressed as a fraction of the run, ``epochs / 12``, when not given. (Per-pair
 configs there lower beta for some pairs, e.g. 2.0 for ResNet56 -> ResNet20.) The LS paper's DKD + LS
-recipe is ``standardize=true, alpha=9, beta=72, temperature=2`` (their ``tools/train.py`` multiplies alpha
+recipe is ``standardize=true, alpha=9, beta=72, tau=2`` (their ``tools/train.py`` multiplies alpha
 and beta by ``--kd-weight 9`` and sets T to ``--base-temp 2``).
 """
 
@@ -102,7 +102,7 @@ class DKDConfig(DistillerConfig):
     kd_weight: float = option(1.0, "overall weight of the DKD term (alpha, beta weight its parts)", min=0.0)
     alpha: float = option(1.0, "weight of the target-class term TCKD", min=0.0)
     beta: float = option(8.0, "weight of the non-target-class term NCKD", min=0.0)
-    temperature: float = option(4.0, "distillation temperature T", min=0.0, exclusive_min=True)
+    tau: float = option(4.0, "distillation temperature T", min=0.0, exclusive_min=True)
     warmup_epochs: float | None = option(
         None, "epochs over which the DKD weight ramps linearly to 1 (default: epochs / 12; 0 = none)", min=0.0
     )
@@ -144,7 +144,7 @@ class DKD(Distiller):
             step.labels,
             cfg.alpha,
             cfg.beta,
-            cfg.temperature,
+            cfg.tau,
             standardize=cfg.standardize,
         )
         ramp = warmup_factor(self.epoch, self.warmup_epochs())

@@ -70,7 +70,7 @@ class KDConfig(DistillerConfig):
 
     ce_weight: float = option(0.1, "weight of the cross-entropy with the labels", min=0.0)
     kd_weight: float = option(0.9, "weight of the KL term", min=0.0)
-    temperature: float = option(4.0, "distillation temperature tau", min=0.0, exclusive_min=True)
+    tau: float = option(4.0, "distillation temperature tau", min=0.0, exclusive_min=True)
     temperature_on: str = option(
         "both", "soften both distributions (with T^2 scaling) or only the teacher's", choices=TEMPERATURE_ON
     )
@@ -89,7 +89,7 @@ class KD(Distiller):
         loss = kd_loss(
             step.student_logits,
             step.teacher_logits,
-            cfg.temperature,
+            cfg.tau,
             temperature_on=cfg.temperature_on,
             standardize=cfg.standardize,
         )

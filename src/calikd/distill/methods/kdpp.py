@@ -88,7 +88,7 @@ class KDPPConfig(DistillerConfig):
 
     kd_weight: float = option(1.0, "weight of the KD term", min=0.0)
     nd_weight: float = option(2.0, "weight of the ND (norm and direction) term", min=0.0)
-    temperature: float = option(4.0, "distillation temperature T of the KD term", min=0.0, exclusive_min=True)
+    tau: float = option(4.0, "distillation temperature T of the KD term", min=0.0, exclusive_min=True)
     warmup_epochs: float | None = option(
         None, "epochs over which the KD weight ramps linearly to 1 (default: epochs / 12; 0 = none)", min=0.0
     )
@@ -157,6 +157,6 @@ class KDPP(FeatureDistiller):
             self.update_centers(f_t, step.target)
         s_emb = self.projector(f_s.float())
         nd = nd_loss(s_emb, f_t, self.centers(), step.labels)
-        kd = kd_loss(step.student_logits, step.teacher_logits, cfg.temperature)
+        kd = kd_loss(step.student_logits, step.teacher_logits, cfg.tau)
         ramp = warmup_factor(self.epoch, self.warmup_epochs())
         return {**self.ce_term(step), "kd": cfg.kd_weight * ramp * kd, "nd": cfg.nd_weight * nd}

@@ -47,9 +47,7 @@ class LSConfig(DistillerConfig):
 
     ce_weight: float = option(0.1, "weight of the cross-entropy with the labels", min=0.0)
     kd_weight: float = option(9.0, "weight of the KL term on standardised logits", min=0.0)
-    temperature: float = option(
-        2.0, "base temperature T applied to the z-scored logits", min=0.0, exclusive_min=True
-    )
+    tau: float = option(2.0, "base temperature T applied to the z-scored logits", min=0.0, exclusive_min=True)
     population_std: bool = option(
         False, "z-score with the population std (divisor C) instead of the authors' unbiased one (C - 1)"
     )
@@ -64,7 +62,5 @@ class LogitStandardization(Distiller):
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config
-        loss = ls_loss(
-            step.student_logits, step.teacher_logits, cfg.temperature, unbiased_std=not cfg.population_std
-        )
+        loss = ls_loss(step.student_logits, step.teacher_logits, cfg.tau, unbiased_std=not cfg.population_std)
         return {**self.ce_term(step), "kd": cfg.kd_weight * loss}

@@ -79,7 +79,7 @@ class NKDConfig(DistillerConfig):
 
     ce_weight: float = option(1.0, "weight of the cross-entropy with the labels", min=0.0)
     kd_weight: float = option(1.0, "weight of the NKD term", min=0.0)
-    temperature: float = option(
+    tau: float = option(
         3.0, "temperature of the normalised non-target distributions", min=0.0, exclusive_min=True
     )
     gamma: float = option(3.5, "weight gamma of the non-target term", min=0.0)
@@ -94,5 +94,5 @@ class NKD(Distiller):
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config
-        loss = nkd_loss(step.student_logits, step.teacher_logits, step.target, cfg.temperature, cfg.gamma)
+        loss = nkd_loss(step.student_logits, step.teacher_logits, step.target, cfg.tau, cfg.gamma)
         return {**self.ce_term(step), "kd": cfg.kd_weight * loss}

@@ -85,7 +85,7 @@ class RLDConfig(DistillerConfig):
     kd_weight: float = option(1.0, "overall weight of the RLD term (alpha, beta weight its parts)", min=0.0)
     alpha: float = option(1.0, "weight of the sample-confidence term SCD", min=0.0)
     beta: float = option(8.0, "weight of the masked-correlation term MCD", min=0.0)
-    temperature: float = option(4.0, "temperature T of MCD", min=0.0, exclusive_min=True)
+    tau: float = option(4.0, "temperature T of MCD", min=0.0, exclusive_min=True)
     alpha_temperature: float | None = option(
         None, "temperature of SCD (default: T, the authors' --same-t)", min=0.0, exclusive_min=True
     )
@@ -111,7 +111,7 @@ class RLD(Distiller):
             step.target,
             cfg.alpha,
             cfg.beta,
-            cfg.temperature,
+            cfg.tau,
             cfg.alpha_temperature,
         )
         ramp = warmup_factor(self.epoch, self.warmup_epochs())

@@ -99,7 +99,7 @@ class SDDConfig(DistillerConfig):
 
     ce_weight: float = option(0.1, "weight of the cross-entropy with the labels", min=0.0)
     kd_weight: float = option(0.9, "weight of the multi-scale KD term", min=0.0)
-    temperature: float = option(4.0, "distillation temperature T", min=0.0, exclusive_min=True)
+    tau: float = option(4.0, "distillation temperature T", min=0.0, exclusive_min=True)
     scales: list[int] = option([1, 2, 4], "pooling grids s (s x s regions each; 1 = the global logit)", min=1)
     complementary_weight: float = option(
         2.0,
@@ -157,5 +157,5 @@ class SDD(FeatureDistiller):
         with torch.no_grad():
             teacher = multi_scale_logits(step.teacher_features[t_name], t_fc, self._scales)
             teacher = self.calibrate(teacher.flatten(0, 1)).view(teacher.shape)
-        loss = sdd_loss(student, teacher, step.target, cfg.temperature, cfg.complementary_weight)
+        loss = sdd_loss(student, teacher, step.target, cfg.tau, cfg.complementary_weight)
         return {**self.ce_term(step), "kd": cfg.kd_weight * loss}

@@ -71,7 +71,7 @@ class TFKDConfig(DistillerConfig):
     kd_weight: float = option(
         0.1, "weight of the KL to the virtual teacher (alpha * multiplier / K)", min=0.0
     )
-    temperature: float = option(
+    tau: float = option(
         20.0, "temperature T of the virtual teacher's distribution", min=0.0, exclusive_min=True
     )
     correct_prob: float = option(
@@ -89,5 +89,5 @@ class TFKD(Distiller):
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config
-        loss = tfkd_loss(step.student_logits, step.target, cfg.temperature, cfg.correct_prob)
+        loss = tfkd_loss(step.student_logits, step.target, cfg.tau, cfg.correct_prob)
         return {**self.ce_term(step), "kd": cfg.kd_weight * loss}

@@ -43,7 +43,7 @@ class TTMConfig(DistillerConfig):
 
     ce_weight: float = option(1.0, "weight of the cross-entropy with the labels", min=0.0)
     kd_weight: float = option(100.0, "weight beta of the transformed-teacher matching term", min=0.0)
-    temperature: float = option(
+    tau: float = option(
         10.0, "temperature T of the teacher only (power transform gamma = 1 / T)", min=0.0, exclusive_min=True
     )
 
@@ -57,5 +57,5 @@ class TTM(Distiller):
 
     def compute_losses(self, step: DistillStep) -> dict[str, torch.Tensor]:
         cfg = self.config
-        loss = ttm_loss(step.student_logits, step.teacher_logits, cfg.temperature)
+        loss = ttm_loss(step.student_logits, step.teacher_logits, cfg.tau)
         return {**self.ce_term(step), "kd": cfg.kd_weight * loss}

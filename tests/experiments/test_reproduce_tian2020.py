@@ -7,9 +7,9 @@ import pytest
 from calikd.analysis import paired_difference
 from calikd.distill import list_distillers
 from calikd.experiments import expand, parse_spec
-from calikd.experiments.crd_benchmark import METHODS, PAIRS, PUBLISHED, SOURCES, verdict
 from calikd.experiments.report import SweepResults
-from calikd.experiments.reproduce import build_spec
+from calikd.experiments.studies import build_spec
+from calikd.experiments.studies.tian2020 import METHODS, PAIRS, PUBLISHED, SOURCES, verdict
 from calikd.results import RunRecord
 
 

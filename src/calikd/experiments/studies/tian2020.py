@@ -31,6 +31,7 @@ from calikd.experiments.presets import (
     fmnist,
 )
 from calikd.experiments.report import SweepResults
+from calikd.experiments.studies.registry import Study, register_study
 
 PAIRS = (
     ("resnet32x4", "resnet8x4"),
@@ -349,3 +350,22 @@ def verdict(results: SweepResults) -> list[tuple[str, str]]:
                 text += f"; minus KD {d.mean:+.2f} [95% CI {d.ci[0]:+.2f}, {d.ci[1]:+.2f}], MDE {d.mde:.2f}"
             rows.append((f"{pair}: {method}", text))
     return rows
+
+
+@register_study("tian2020")
+class Tian2020(Study):
+    """The CRD benchmark: every method on the four CIFAR-100 pairs, the published top-1 beside ours."""
+
+    paper = "Tian, Krishnan, Isola 2020 (CRD benchmark), arXiv 1910.10699"
+    claim = (
+        "The CRD benchmark: distillation methods on four CIFAR-100 teacher/student pairs (resnet32x4 -> "
+        "resnet8x4, wrn_40_2 -> wrn_16_2, resnet56 -> resnet20, vgg13 -> vgg8); each method's published "
+        "top-1 next to ours."
+    )
+    their_number = "the published top-1 of each method and pair, in the table below"
+
+    def build(self, preset: str) -> dict[str, Any]:
+        return build(preset)
+
+    def verdict(self, results: SweepResults) -> list[tuple[str, str]]:
+        return verdict(results)
