@@ -6,8 +6,8 @@ import argparse
 import time
 
 from calikd.cli.arguments import check_output_dir
-from calikd.cli.output import format_table
 from calikd.errors import ConfigError
+from calikd.report.text import format_table
 from calikd.utils.config import parse_key_value
 
 

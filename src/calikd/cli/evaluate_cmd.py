@@ -12,9 +12,9 @@ from calikd.cli.arguments import (
     check_output_file,
     checkpoint_run_kwargs,
 )
-from calikd.cli.output import format_table
 from calikd.engine import evaluate_checkpoint
 from calikd.errors import ConfigError
+from calikd.report.text import format_table
 from calikd.utils.io import atomic_write_json
 
 

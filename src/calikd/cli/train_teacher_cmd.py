@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from calikd.cli.output import format_table
 from calikd.engine.distributed import distributed_session
+from calikd.report.text import format_table
 from calikd.teacher import TeacherConfig, train_teacher
 from calikd.utils.config import add_config_arguments, config_from_args
 

@@ -8,7 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from calikd.metrics.robustness import per_severity
+from calikd.report.html import write_report
 from calikd.report.markdown import MarkdownDoc
+from calikd.report.plots import metric_curves
 from calikd.utils.io import atomic_write_json, ensure_writable_dir
 
 
@@ -17,8 +20,6 @@ def _pct(value: float) -> str:
 
 
 def _curve(result: dict[str, Any], metric: str) -> dict[str, list[tuple[float, float, float]]]:
-    from calikd.metrics.robustness import per_severity
-
     series = {}
     runs = [(result["model"], result["clean"], result["rows"])]
     if result.get("baseline"):
@@ -102,13 +103,9 @@ def robustness_markdown(result: dict[str, Any], out_dir: Path, plots: dict[str, 
 
 def write_robustness_report(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write ``robustness.json``, ``robustness.md`` / ``.html`` and the severity plots into ``out_dir``."""
-    from calikd.report.html import write_report
-
     out = ensure_writable_dir(out_dir)
     plots: dict[str, Path] = {}
     if importlib.util.find_spec("matplotlib") is not None:
-        from calikd.report.plots import metric_curves
-
         for metric, label in (("error", "test error"), ("ece", "ECE (15 bins)")):
             plots[f"{label} vs severity"] = metric_curves(
                 _curve(result, metric),
