@@ -158,9 +158,7 @@ def mean_std(
         return float(v[0]), math.nan
     if bool(np.all(v == v[0])):
         return float(v[0]), 0.0
-    xs = v.tolist()
-    mean = math.fsum(xs) / len(xs)  # correctly rounded sum: the same mean as statistics.fmean
-    return mean, math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+    return float(v.mean()), float(v.std(ddof=1))
 
 
 def format_mean_std(values: ArrayLike, digits: int = 4) -> str:

@@ -21,6 +21,7 @@ Calibration (``calibration=``):
 from __future__ import annotations
 
 import math
+import statistics
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,6 @@ from typing import Any
 
 import torch
 
-from calikd.analysis import correlate, mean_std, rank_agreement
 from calikd.errors import CalikdError, ConfigError, did_you_mean
 from calikd.report.columns import RANKING
 from calikd.report.ranking import ranking_legend, ranking_table
@@ -346,6 +346,8 @@ def check_against_students(
     and ``message`` (``None`` when the agreement was computed, else why not, e.g. fewer than 2 teachers with
     students).
     """
+    from calikd.analysis import correlate, rank_agreement
+
     by_id = {r.checkpoint_id: r for r in ranking.rows}
     runs: dict[str, list[Any]] = {cid: [] for cid in by_id}
     for run in store.list_runs(sweep=sweep, status="finished", kind="distill"):
@@ -365,15 +367,14 @@ def check_against_students(
     for r in ranking.rows:
         found = runs[r.checkpoint_id]
         accs = [float(run.metrics[STUDENT_METRIC]) for run in found]
-        mean, std = mean_std(accs) if accs else (None, math.nan)
         teachers.append(
             {
                 "name": r.name,
                 "checkpoint_id": r.checkpoint_id,
                 "predicted_rank": r.rank,
                 "score": ranking.score(r),
-                "student_accuracy": mean,
-                "student_accuracy_std": None if math.isnan(std) else std,  # None for one run
+                "student_accuracy": statistics.fmean(accs) if accs else None,
+                "student_accuracy_std": statistics.stdev(accs) if len(accs) > 1 else None,
                 "n_runs": len(accs),
                 "seeds": sorted({run.config.get("seed") for run in found}, key=str),
                 "observed_rank": None,

@@ -46,6 +46,11 @@ CALIBRATION_CONSOLE = MetricColumns(("accuracy", "nll", "brier", "ece", "ace", "
 # a sweep: its teachers and its students (also one run's summary.md)
 SWEEP_TEACHER = MetricColumns(("accuracy", "nll", "ece", "ace", "oe"))
 STUDENT = MetricColumns(("accuracy", "ece", "ace", "nll", "entropy"))
+# a model under corruption (robustness.md): error and calibration in percent; the per-corruption table
+# shows the first four
+ROBUSTNESS = MetricColumns(
+    ("error", "nll", "ece", "ace", "brier"), ("error %", "NLL", "ECE %", "ACE %", "Brier")
+)
 # the evidence shown for every ranked teacher
 RANKING = MetricColumns(("accuracy", "nll", "ece", "ace", "oe", "entropy"))
 
@@ -53,6 +58,7 @@ __all__ = [
     "CALIBRATION",
     "CALIBRATION_CONSOLE",
     "RANKING",
+    "ROBUSTNESS",
     "RUN",
     "RUN_CONSOLE",
     "STUDENT",
