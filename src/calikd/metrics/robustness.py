@@ -35,7 +35,7 @@ def per_corruption(rows: Sequence[Row], metrics: Sequence[str]) -> dict[str, dic
 
 
 def per_severity(rows: Sequence[Row], metric: str) -> dict[int, tuple[float, float]]:
-    """For each severity, the (mean, std) of ``metric`` over corruptions."""
+    """For each severity, the (mean, std) of ``metric`` over corruptions (std NaN for a single one)."""
     severities = sorted({int(r["severity"]) for r in rows})
     return {
         s: mean_std([r[metric] for r in rows if r["severity"] == s], skip_missing=True) for s in severities
