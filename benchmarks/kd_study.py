@@ -16,7 +16,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from calikd.analysis import mean_std
 from calikd.distill import DistillConfig, distill
+from calikd.report import format_mean_std
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "student alone": {"method": "ce"},
@@ -49,9 +51,9 @@ def run_one(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(report.read_text())
 
 
-def mean_std(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+def mean_std_cell(values: list[float]) -> str:
+    """``mean ± std`` over seeds (the mean alone for one seed: :func:`calikd.analysis.mean_std`)."""
+    return format_mean_std(*mean_std(values))
 
 
 def main() -> None:
@@ -79,7 +81,7 @@ def main() -> None:
         "|" + "---|" * (len(METRICS) + 2),
     ]
     for name, runs in results.items():
-        cells = [mean_std([r["student_test_last"][m] for r in runs]) for m in METRICS]
+        cells = [mean_std_cell([r["student_test_last"][m] for r in runs]) for m in METRICS]
         speed = statistics.mean(r["train_images_per_s"] for r in runs)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {speed:.0f} |")
     test = teacher["metrics"]["full"]["test"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from calikd.analysis import mean_std
 from calikd.errors import ConfigError
 from calikd.report.markdown import (
     BulletList,
@@ -17,7 +18,6 @@ from calikd.report.markdown import (
     format_cell,
     format_mean_std,
     make_table,
-    mean_std,
     table,
 )
 

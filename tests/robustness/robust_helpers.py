@@ -70,15 +70,15 @@ def no_plots() -> Iterator[None]:
 
     matplotlib takes about a second per figure here; the plots are not what these tests check.
     """
-    import calikd.distill.report
-    import calikd.teacher.calibrate
+    import calikd.report.calibration
+    import calikd.report.run
     from calikd.utils.io import atomic_write_bytes
 
     def placeholder(panels: Any, path: str | os.PathLike[str], **_: Any) -> Path:
         atomic_write_bytes(path, PLACEHOLDER_PNG)
         return Path(path)
 
-    modules = (calikd.distill.report, calikd.teacher.calibrate)
+    modules = (calikd.report.run, calikd.report.calibration)
     saved = [m.plot_reliability_diagrams for m in modules]
     for module in modules:
         module.plot_reliability_diagrams = placeholder  # type: ignore[attr-defined]

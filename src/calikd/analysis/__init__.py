@@ -7,7 +7,8 @@
   same teacher/student pair): mean difference, t-interval, bootstrap interval, paired t-test,
   wins/losses/ties and the minimum detectable effect at 80% power (:mod:`~calikd.analysis.paired`,
   :mod:`~calikd.analysis.power`: :func:`minimum_detectable_effect`, :func:`paired_power`);
-  :func:`mean_std`, :func:`format_mean_std`.
+  :func:`mean_std` (the one mean ± std of calikd: sample std, NaN for a single value, shown as the mean
+  alone), :func:`format_mean_std`.
 * :func:`rank_agreement`: Spearman's rho, Kendall's tau-b and top-1 agreement between a predicted and the
   observed ranking of teachers (:mod:`~calikd.analysis.ranking`).
 * Student's t CDF and quantiles without SciPy (:mod:`~calikd.analysis.tdist`).

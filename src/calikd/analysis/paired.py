@@ -22,6 +22,7 @@ With ``d_i = b_i - a_i`` (``n >= 2`` pairs), ``mean = d̄``, ``std = s_d`` (samp
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -134,17 +135,35 @@ def paired_difference(
     )
 
 
-def mean_std(values: ArrayLike) -> tuple[float, float]:
-    """``(mean, sample std)`` of ``values`` (``ddof = 1``; the std of a single value is 0)."""
-    v = as_vector(values, "values", min_n=1)
-    if v.shape[0] == 1 or bool(np.all(v == v[0])):
+def mean_std(
+    values: ArrayLike | Iterable[float | None], *, skip_missing: bool = False
+) -> tuple[float, float]:
+    """``(mean, sample std)`` of ``values`` (``ddof = 1``): the one mean ± std of analyses and reports.
+
+    One-seed rule: the sample std of a single value is undefined, so it is NaN (renderers print the mean
+    alone, without ``±``: :func:`format_mean_std`, :func:`calikd.report.format_mean_std`). Equal values
+    have a std of exactly 0. Values must be finite (a :class:`ConfigError` otherwise, and for none); with
+    ``skip_missing`` the ``None`` and non-finite values are dropped first and no value left gives
+    ``(nan, nan)``.
+    """
+    if skip_missing:
+        kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]  # type: ignore[union-attr]
+        if not kept:
+            return math.nan, math.nan
+        values = kept
+    v = as_vector(values, "values", min_n=0)
+    if v.shape[0] == 0:
+        raise ConfigError("mean_std of no values: it needs at least 1")
+    if v.shape[0] == 1:
+        return float(v[0]), math.nan
+    if bool(np.all(v == v[0])):
         return float(v[0]), 0.0
     return float(v.mean()), float(v.std(ddof=1))
 
 
 def format_mean_std(values: ArrayLike, digits: int = 4) -> str:
-    """``"0.9123 ± 0.0012"``: :func:`mean_std` with ``digits`` decimals."""
+    """``"0.9123 ± 0.0012"``: :func:`mean_std` with ``digits`` decimals; the mean alone for one value."""
     if isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 15:
         raise ConfigError(f"digits must be an integer in [0, 15]; got {digits!r}")
     mean, std = mean_std(values)
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"

@@ -6,8 +6,10 @@ import argparse
 
 from calikd.calibration import list_calibrators
 from calikd.cli.arguments import add_checkpoint_run_arguments, checkpoint_run_kwargs
-from calikd.cli.output import format_table
 from calikd.errors import ConfigError
+from calikd.report.calibration import calibration_rows
+from calikd.report.columns import CALIBRATION_CONSOLE
+from calikd.report.text import format_table
 from calikd.teacher.calibrate import OBJECTIVES, calibrate_checkpoint
 
 
@@ -47,11 +49,10 @@ def run(args: argparse.Namespace) -> int:
         **checkpoint_run_kwargs(args),
         plots=not args.no_plots,
     )
-    shown = ("accuracy", "nll", "brier", "ece", "ace", "oe")
-    rows = [["uncalibrated", *(getattr(outcome.before["test"], k) for k in shown)]]
-    rows += [[m, *(getattr(outcome.after[m]["test"], k) for k in shown)] for m in outcome.methods]
+    tests = {m: outcome.after[m]["test"] for m in outcome.methods}
+    rows = calibration_rows(outcome.before["test"], tests, CALIBRATION_CONSOLE)
     print(f"calibrators fitted on val ({outcome.before['val'].n_samples} samples); test metrics:")
-    print(format_table(["calibrator", *shown], rows))
+    print(format_table(["calibrator", *CALIBRATION_CONSOLE.headers], rows))
     temperature = outcome.records.get("temperature", {}).get("params", {}).get("temperature")
     if temperature is not None:
         print(f"fitted temperature: {temperature:.6f}")

@@ -6,12 +6,12 @@ import argparse
 import time
 
 from calikd.cli.arguments import check_output_dir
-from calikd.cli.output import format_table
 from calikd.corruptions import get_corruption, list_corruptions, resolve_corruptions
 from calikd.data import load_dataset
 from calikd.data.corrupted import SEVERITIES, write_corrupted_set
 from calikd.engine.progress import progress_bar
 from calikd.errors import ConfigError
+from calikd.report.text import format_table
 from calikd.utils.config import parse_key_value
 from calikd.utils.device import resolve_device
 

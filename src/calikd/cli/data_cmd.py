@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from calikd.cli.output import format_table
 from calikd.data import fetch_dataset, get_spec, list_datasets, load_dataset
+from calikd.report.text import format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from calikd.cli.output import format_table
 from calikd.distill import DistillConfig, distill
 from calikd.engine.distributed import distributed_session
+from calikd.report.columns import RUN_CONSOLE
+from calikd.report.run import run_rows
+from calikd.report.text import format_table
 from calikd.utils.config import add_config_arguments, config_from_args
-
-COLUMNS = ("accuracy", "nll", "ece", "ace", "entropy")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,18 +32,10 @@ def run(args: argparse.Namespace) -> int:
         result = distill(config)
     if not runtime.is_main:
         return 0
-    rows = [
-        [f"student, last (epoch {config.epochs})", *(result.student_test_last[k] for k in COLUMNS)],
-        [
-            f"student, best on val (epoch {result.best_epoch})",
-            *(result.student_test_best[k] for k in COLUMNS),
-        ],
-    ]
-    test = (result.teacher.get("metrics") or {}).get("full", {}).get("test", {})
-    for kind, label in (("raw", "teacher, uncalibrated"), ("calibrated", "teacher, calibrated")):
-        if kind in test:
-            rows.append([label, *(test[kind][k] for k in COLUMNS)])
-    print(format_table(["test metrics", *COLUMNS], rows))
+    rows = run_rows(
+        result.to_dict(), RUN_CONSOLE, last_label=f"student, last (epoch {config.epochs})", views=("full",)
+    )
+    print(format_table(["test metrics", *RUN_CONSOLE.headers], rows))
     if result.teacher:
         print(f"teacher calibration: {result.teacher['calibration_source']}")
     print(

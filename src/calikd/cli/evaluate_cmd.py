@@ -12,11 +12,11 @@ from calikd.cli.arguments import (
     check_output_file,
     checkpoint_run_kwargs,
 )
-from calikd.cli.output import format_table
 from calikd.engine import evaluate_checkpoint
 from calikd.engine.robustness import evaluate_corruptions
 from calikd.errors import ConfigError
-from calikd.report.robustness import write_robustness_report
+from calikd.report.robustness import robustness_text, write_robustness_report
+from calikd.report.text import format_table
 from calikd.utils.io import atomic_write_json
 
 
@@ -101,23 +101,7 @@ def run_corruptions(args: argparse.Namespace) -> int:
     if args.json == "-":
         print(json.dumps(result, indent=2))
         return 0
-    summary, clean = result["summary"], result["clean"]
-    print(f"{result['model']} on {result['dataset']} under corruption (means over {summary['scope']})")
-    rows = [
-        [name, 1 - m["accuracy"], m["nll"], m["ece"], *([m["ce"]] if "ce" in m else [])]
-        for name, m in summary["per_corruption"].items()
-    ]
-    rows.append(
-        ["clean", 1 - clean["accuracy"], clean["nll"], clean["ece"], *([""] if "mce" in summary else [])]
-    )
-    rows.append(
-        ["mean", summary["mean"]["error"], summary["mean"]["nll"], summary["mean"]["ece"]]
-        + ([summary["mce"] / 100] if "mce" in summary else [])
-    )
-    head = ["corruption", "error", "nll", "ece", *(["CE"] if "mce" in summary else [])]
-    print(format_table(head, rows))
-    if "mce" in summary:
-        print(f"mCE {summary['mce']:.1f}%, relative mCE {summary['relative_mce']:.1f}% vs {args.baseline}")
+    print(robustness_text(result, baseline=args.baseline))
     if args.json:
         atomic_write_json(Path(args.json), result)
         print(f"wrote {args.json}")

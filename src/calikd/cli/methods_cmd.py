@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from calikd.cli.output import format_table
 from calikd.distill import distiller_info, list_distillers
+from calikd.report.text import format_table
 
 DOT_NOTE = (
     "--dot [--dot-delta 0.075]: DOT's SGD with separate momenta for the task and distillation gradients "

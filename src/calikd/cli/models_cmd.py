@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from calikd.cli.output import format_table
 from calikd.models import count_parameters, create_model, list_models, model_info
+from calikd.report.text import format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from calikd.cli.arguments import add_checkpoint_run_arguments, checkpoint_run_kwargs
-from calikd.cli.output import format_table
 from calikd.experiments.ranking import (
     CALIBRATIONS,
     CRITERIA,
@@ -22,6 +20,7 @@ from calikd.experiments.ranking import (
     check_criterion,
     rank_teachers,
 )
+from calikd.report.ranking import ranking_text, students_text
 from calikd.results import DEFAULT_DB_PATH, ResultsStore
 from calikd.utils.io import atomic_write_json
 
@@ -97,69 +96,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json == "-":
         print(json.dumps(result, indent=2))
         return 0
-    print(
-        f"{len(ranking.rows)} teachers on {ranking.dataset} [{ranking.split}], ranked by {ranking.criterion}"
-    )
-    headers, rows = ranking.table()
-    print(format_table(headers, rows))
-    print(ranking.legend())
-    for note in ranking.notes:
-        print(f"note: {note}")
+    print(ranking_text(result["ranking"]))
     if students is not None:
         print()
-        print(_students_text(students))
+        print(students_text(students))
     if args.json:
         atomic_write_json(Path(args.json), result)
         print(f"wrote {args.json}")
     return 0
-
-
-def _students_text(students: dict[str, Any]) -> str:
-    """The observed students per teacher and the agreement with the predicted ranking."""
-    filters = ", ".join(f"{k}={v}" for k, v in students["filters"].items() if v is not None)
-    lines = [
-        f"students actually obtained ({students['n_runs']} finished distill runs matched"
-        f"{'; ' + filters if filters else ''}):"
-    ]
-    headers = ["predicted", "teacher", students["criterion"], "student acc", "std", "runs", "observed"]
-    rows = [
-        [
-            t["predicted_rank"],
-            t["name"],
-            t["score"],
-            "-" if t["student_accuracy"] is None else t["student_accuracy"],
-            "-" if t["student_accuracy_std"] is None else t["student_accuracy_std"],
-            t["n_runs"],
-            "-" if t["observed_rank"] is None else t["observed_rank"],
-        ]
-        for t in students["teachers"]
-    ]
-    lines.append(format_table(headers, rows))
-    if len(students["pooled"]) > 1:
-        shown = "; ".join(
-            f"{p['student']}/{p['method']}/{p['teacher_calibration']}" for p in students["pooled"]
-        )
-        lines.append(
-            f"note: averaged over {len(students['pooled'])} student/method/calibration settings ({shown}); "
-            "pass --student / --method / --student-calibration to compare like with like"
-        )
-    if students["message"]:
-        lines.append(students["message"])
-        return "\n".join(lines)
-    top = "yes" if students["top1_agreement"] else "no"
-    lines.append(
-        f"agreement over {students['teachers_matched']} teachers (+1: the predicted order is the observed "
-        "one): "
-        f"Spearman rho {students['spearman_rho']:.3f}, Kendall tau {students['kendall_tau']:.3f}, "
-        f"top-1 {top} (predicted {', '.join(students['predicted_top'])}; "
-        f"observed {', '.join(students['observed_top'])})"
-    )
-    corr = students.get("correlation")
-    if corr:
-        lines.append(
-            f"student accuracy vs teacher {students['criterion']}: Pearson r {corr['pearson_r']:.3f}, "
-            f"R^2 {corr['r2']:.3f}, p {corr['p_value']:.3g} (n = {corr['n']})"
-        )
-    elif students.get("correlation_message"):
-        lines.append(f"no correlation: {students['correlation_message']}")
-    return "\n".join(lines)

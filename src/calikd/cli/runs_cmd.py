@@ -9,8 +9,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from calikd.cli.output import format_table
 from calikd.errors import ConfigError, did_you_mean
+from calikd.report.text import format_table
 from calikd.results import (
     DEFAULT_DB_PATH,
     STATUSES,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from calikd.cli.output import format_table
 from calikd.engine.distributed import distributed_session
+from calikd.report.columns import TEACHER_CONSOLE
+from calikd.report.text import format_table
 from calikd.teacher import TeacherConfig, train_teacher
 from calikd.utils.config import add_config_arguments, config_from_args
 
@@ -29,13 +30,10 @@ def run(args: argparse.Namespace) -> int:
     if not runtime.is_main:
         return 0
     rows = [
-        [f"last (epoch {config.epochs})", *(result.test_last[k] for k in ("accuracy", "nll", "ece"))],
-        [
-            f"best on val (epoch {result.best_epoch})",
-            *(result.test_best[k] for k in ("accuracy", "nll", "ece")),
-        ],
+        [f"last (epoch {config.epochs})", *TEACHER_CONSOLE.values(result.test_last)],
+        [f"best on val (epoch {result.best_epoch})", *TEACHER_CONSOLE.values(result.test_best)],
     ]
-    print(format_table(["test metrics", "accuracy", "nll", "ece"], rows))
+    print(format_table(["test metrics", *TEACHER_CONSOLE.headers], rows))
     print(
         f"trained in {result.wall_time_s:.1f} s at {result.train_images_per_s:.0f} img/s ({result.precision})"
     )

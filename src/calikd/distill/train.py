@@ -28,7 +28,6 @@ from calikd.distill.registry import (
     pair_options,
     renamed_options,
 )
-from calikd.distill.report import write_report
 from calikd.distill.teacher import DistillTeacher, load_teacher
 from calikd.distill.teacher_numbers import teacher_reports
 from calikd.engine.config import build_optimization
@@ -55,6 +54,7 @@ from calikd.engine.run import (
 from calikd.errors import CheckpointError, ConfigError, TrainingDivergedError
 from calikd.metrics import calibration_report, summary_metrics
 from calikd.models import create_model, model_info
+from calikd.report.run import write_run_report
 from calikd.store import load_state_into, read_checkpoint
 from calikd.utils.config import config_fields, config_to_dict
 from calikd.utils.device import Precision
@@ -822,5 +822,5 @@ def distill(
         },
     )
     if runtime.is_main:
-        write_report(result, panels, out_dir)
+        write_run_report(result.to_dict(), panels, out_dir)
     return result

@@ -17,6 +17,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
+from calikd.report.run import convergence_text
+
 ANNEALED_RATIO = 0.1
 LAST_EPOCHS = 3
 BAND = 0.01
@@ -41,14 +43,8 @@ class Convergence:
         return asdict(self)
 
     def describe(self) -> str:
-        """One line for logs and reports."""
-        if self.converged:
-            return (
-                f"converged (lr annealed to {self.final_lr_ratio:.3g}x its peak; {self.accuracy_split} "
-                f"accuracy range {self.accuracy_range:.4f} <= {self.band} over the last "
-                f"{self.last_epochs} epochs)"
-            )
-        return f"NOT converged: {self.reason}"
+        """One line for logs and reports (:func:`calikd.report.run.convergence_text`)."""
+        return convergence_text(self.to_dict())
 
 
 def _finite(value: object) -> float | None:

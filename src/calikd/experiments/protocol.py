@@ -4,15 +4,12 @@ the spread of the teachers' fitted temperatures (shown by sweep reports and repr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from calikd.errors import CalikdError
 from calikd.experiments.spec import floor_for
+from calikd.report.sweep import SweepResults
 from calikd.results import RunRecord
 from calikd.store import read_meta
-
-if TYPE_CHECKING:
-    from calikd.experiments.report import SweepResults
 
 OVER_CONFIDENT_T, UNDER_CONFIDENT_T = 1.25, 0.85  # fitted temperatures that count as clearly mis-calibrated
 

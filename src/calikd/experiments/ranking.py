@@ -33,6 +33,8 @@ import torch
 from calikd.calibration.lookup import parse_calibrator_spec, resolve_calibrator
 from calikd.engine.evaluate import RunOptions, checkpoint_logits
 from calikd.errors import CalikdError, ConfigError, did_you_mean
+from calikd.report.columns import RANKING
+from calikd.report.ranking import ranking_legend, ranking_table
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -50,7 +52,7 @@ __all__ = [
 # criterion -> True when higher is better
 CRITERIA: dict[str, bool] = {"ace": False, "ece": False, "nll": False, "oe": False, "accuracy": True}
 CALIBRATIONS = ("none", "temperature", "auto")
-EVIDENCE = ("accuracy", "nll", "ece", "ace", "oe", "entropy")  # the metrics shown for every teacher
+EVIDENCE = RANKING.keys  # the metrics shown for every teacher
 SPLIT = "val"
 STUDENT_METRIC = "student_test_accuracy"
 SAME_SPLIT_CAVEAT = (
@@ -135,40 +137,12 @@ class TeacherRanking:
         }
 
     def table(self) -> tuple[list[str], list[list[Any]]]:
-        """Headers and rows of the ranking table; the criterion column is marked with ``*``.
-
-        Columns: rank, teacher, model, checkpoint id, [temperature], the :data:`EVIDENCE` metrics, and with a
-        calibrator the raw (uncalibrated) criterion value.
-        """
-        temperature = any(r.calibrator and "temperature" in r.calibrator for r in self.rows)
-        calibrated = any(r.uncalibrated is not None for r in self.rows)
-        headers = ["rank", "teacher", "model", "id"]
-        headers += ["T"] if temperature else []
-        headers += [f"{m}*" if m == self.criterion else m for m in EVIDENCE]
-        headers += [f"raw {self.criterion}"] if calibrated else []
-        rows = []
-        for r in self.rows:
-            row: list[Any] = [r.rank, r.name, r.model, r.checkpoint_id]
-            if temperature:
-                row.append((r.calibrator or {}).get("temperature", "-"))
-            row += [_cell(r.metrics.get(m)) for m in EVIDENCE]
-            if calibrated:
-                row.append(_cell((r.uncalibrated or {}).get(self.criterion)))
-            rows.append(row)
-        return headers, rows
+        """Headers and rows of the ranking table (:func:`calikd.report.ranking.ranking_table`)."""
+        return ranking_table(self.to_dict())
 
     def legend(self) -> str:
         """One line saying what the marked column is and which way is better."""
-        better = "higher" if self.higher_is_better else "lower"
-        cal = "" if self.calibration == "none" else f", after {self.calibration} calibration"
-        return (
-            f"* ranking criterion: {self.criterion} on each teacher's own {self.split} split{cal} "
-            f"({better} predicts a better student); {self.n_bins} bins"
-        )
-
-
-def _cell(value: Any) -> Any:
-    return "-" if value is None else value
+        return ranking_legend(self.to_dict())
 
 
 def _display_names(paths: Sequence[str]) -> list[str]:

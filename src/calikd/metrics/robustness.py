@@ -13,7 +13,6 @@ reported in percent (100 = as robust as the baseline; lower is better).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,25 +22,24 @@ from calikd.errors import ConfigError
 Row = Mapping[str, Any]  # {"corruption", "severity", "accuracy", "nll", "ece", ...}
 
 
-def _mean_std(values: Sequence[float | None]) -> tuple[float, float]:
-    """(mean, sample std) of the finite values; ``(nan, 0)`` when there are none."""
-    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    return mean_std(finite) if finite else (float("nan"), 0.0)
-
-
 def per_corruption(rows: Sequence[Row], metrics: Sequence[str]) -> dict[str, dict[str, float]]:
     """For each corruption, the mean of each metric over its severities."""
     names = list(dict.fromkeys(r["corruption"] for r in rows))
     return {
-        name: {m: _mean_std([r[m] for r in rows if r["corruption"] == name])[0] for m in metrics}
+        name: {
+            m: mean_std([r[m] for r in rows if r["corruption"] == name], skip_missing=True)[0]
+            for m in metrics
+        }
         for name in names
     }
 
 
 def per_severity(rows: Sequence[Row], metric: str) -> dict[int, tuple[float, float]]:
-    """For each severity, the (mean, std) of ``metric`` over corruptions."""
+    """For each severity, the (mean, std) of ``metric`` over corruptions (std NaN for a single one)."""
     severities = sorted({int(r["severity"]) for r in rows})
-    return {s: _mean_std([r[metric] for r in rows if r["severity"] == s]) for s in severities}
+    return {
+        s: mean_std([r[metric] for r in rows if r["severity"] == s], skip_missing=True) for s in severities
+    }
 
 
 def corruption_errors(
@@ -77,6 +75,6 @@ def mean_corruption_error(ces: Mapping[str, Mapping[str, float]], names: Sequenc
     """mCE and relative mCE in percent over ``names``."""
     chosen = [ces[n] for n in names if n in ces]
     return {
-        "mce": 100.0 * _mean_std([c["ce"] for c in chosen])[0],
-        "relative_mce": 100.0 * _mean_std([c["relative_ce"] for c in chosen])[0],
+        "mce": 100.0 * mean_std([c["ce"] for c in chosen], skip_missing=True)[0],
+        "relative_mce": 100.0 * mean_std([c["relative_ce"] for c in chosen], skip_missing=True)[0],
     }

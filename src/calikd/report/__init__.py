@@ -1,7 +1,13 @@
-"""Reports: reliability diagrams, scatter/curve/bar plots (PNG), Markdown tables and self-contained HTML."""
+"""Reports: the rendering primitives (reliability diagrams, scatter/curve/bar plots as PNG, Markdown tables
+and self-contained HTML, metric-column presets) and one module per document: :mod:`~calikd.report.run` (a
+distillation run), :mod:`~calikd.report.calibration`, :mod:`~calikd.report.sweep`,
+:mod:`~calikd.report.robustness` and :mod:`~calikd.report.ranking`. Documents take plain data (mappings,
+rows, dataclasses of :mod:`calikd.metrics` / :mod:`calikd.analysis`), so any layer above can write one.
+"""
 
+from calikd.analysis import mean_std
 from calikd.report.html import render_html, write_report
-from calikd.report.markdown import MarkdownDoc, format_cell, format_mean_std, mean_std, table
+from calikd.report.markdown import MarkdownDoc, format_cell, format_mean_std, table
 from calikd.report.plots import (
     LineFit,
     ScatterPoint,

@@ -46,22 +46,10 @@ def format_cell(value: object, *, digits: int = 4) -> str:
     return str(value)
 
 
-def mean_std(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1) of ``values``; std is NaN for a single value.
-
-    Raises :class:`ConfigError` for no values. A NaN value makes both NaN."""
-    xs = [float(v) for v in values]
-    if not xs:
-        raise ConfigError("mean_std of no values")
-    mean = math.fsum(xs) / len(xs)
-    if len(xs) < 2:
-        return mean, math.nan
-    return mean, math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
-
-
 def format_mean_std(mean: float, std: float | None = None, *, digits: int = 4, scale: float = 1.0) -> str:
     """``"mean ± std"`` with ``digits`` decimals after multiplying by ``scale`` (e.g. 100 for percent);
-    just the mean when ``std`` is ``None`` or NaN (a single seed); ``n/a`` when the mean is NaN."""
+    just the mean when ``std`` is ``None`` or NaN (a single seed: see :func:`calikd.analysis.mean_std`);
+    ``n/a`` when the mean is NaN."""
     if mean is None or math.isnan(mean):
         return "n/a"
     text = f"{mean * scale:.{digits}f}"

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from calikd.metrics.robustness import per_severity
+from calikd.report.columns import ROBUSTNESS, MetricColumns
+from calikd.report.html import write_report
 from calikd.report.markdown import MarkdownDoc
+from calikd.report.plots import metric_curves
+from calikd.report.text import format_table
 from calikd.utils.io import atomic_write_json, ensure_writable_dir
 
 
@@ -16,9 +22,20 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
-def _curve(result: dict[str, Any], metric: str) -> dict[str, list[tuple[float, float, float]]]:
-    from calikd.metrics.robustness import per_severity
+_SHOWN: dict[str, Callable[[Mapping[str, Any]], str]] = {  # a ROBUSTNESS column from a metrics dict
+    "error": lambda m: _pct(1 - m["accuracy"]),
+    "nll": lambda m: f"{m['nll']:.3f}",
+    "ece": lambda m: _pct(m["ece"]),
+    "ace": lambda m: _pct(m["ace"]),
+    "brier": lambda m: f"{m['brier']:.4f}",
+}
 
+
+def _cells(m: Mapping[str, Any], columns: MetricColumns = ROBUSTNESS) -> list[str]:
+    return [_SHOWN[k](m) for k in columns]
+
+
+def _curve(result: dict[str, Any], metric: str) -> dict[str, list[tuple[float, float, float]]]:
     series = {}
     runs = [(result["model"], result["clean"], result["rows"])]
     if result.get("baseline"):
@@ -57,19 +74,8 @@ def robustness_markdown(result: dict[str, Any], out_dir: Path, plots: dict[str, 
         items.append(f"mCE baseline: `{result['baseline']['checkpoint']}`")
     doc.bullet_list(items)
     mean = summary["mean"]
-    head = ["", "error %", "NLL", "ECE %", "ACE %", "Brier"]
-    rows = [
-        [
-            label,
-            _pct(1 - m["accuracy"]),
-            f"{m['nll']:.3f}",
-            _pct(m["ece"]),
-            _pct(m["ace"]),
-            f"{m['brier']:.4f}",
-        ]
-        for label, m in (("clean", result["clean"]), ("corrupted (mean)", mean))
-    ]
-    doc.table(head, rows)
+    rows = [[label, *_cells(m)] for label, m in (("clean", result["clean"]), ("corrupted (mean)", mean))]
+    doc.table(["", *ROBUSTNESS.headers], rows)
     if "mce" in summary:
         doc.paragraph(
             f"**mCE {summary['mce']:.1f}%**, relative mCE {summary['relative_mce']:.1f}% "
@@ -80,10 +86,11 @@ def robustness_markdown(result: dict[str, Any], out_dir: Path, plots: dict[str, 
     doc.heading("Per corruption (mean over severities 1-5)", 2)
     per = summary["per_corruption"]
     with_ce = "ce" in next(iter(per.values()))
-    head = ["corruption", "error %", "NLL", "ECE %", "ACE %"] + (["CE %", "rel. CE %"] if with_ce else [])
+    columns = MetricColumns(ROBUSTNESS.keys[:4], ROBUSTNESS.headers[:4])
+    head = ["corruption", *columns.headers] + (["CE %", "rel. CE %"] if with_ce else [])
     table = []
     for name, m in per.items():
-        row = [name, _pct(1 - m["accuracy"]), f"{m['nll']:.3f}", _pct(m["ece"]), _pct(m["ace"])]
+        row = [name, *_cells(m, columns)]
         if with_ce:
             row += [f"{100 * m['ce']:.1f}", f"{100 * m['relative_ce']:.1f}"]
         table.append(row)
@@ -102,13 +109,9 @@ def robustness_markdown(result: dict[str, Any], out_dir: Path, plots: dict[str, 
 
 def write_robustness_report(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write ``robustness.json``, ``robustness.md`` / ``.html`` and the severity plots into ``out_dir``."""
-    from calikd.report.html import write_report
-
     out = ensure_writable_dir(out_dir)
     plots: dict[str, Path] = {}
     if importlib.util.find_spec("matplotlib") is not None:
-        from calikd.report.plots import metric_curves
-
         for metric, label in (("error", "test error"), ("ece", "ECE (15 bins)")):
             plots[f"{label} vs severity"] = metric_curves(
                 _curve(result, metric),
@@ -121,3 +124,27 @@ def write_robustness_report(result: dict[str, Any], out_dir: str | os.PathLike[s
     atomic_write_json(json_path, result)
     md, html = write_report(robustness_markdown(result, out, plots), out, "robustness")
     return {"json": json_path, "markdown": md, "html": html, **{f"plot {k}": v for k, v in plots.items()}}
+
+
+def robustness_text(result: Mapping[str, Any], baseline: str | None = None) -> str:
+    """The console summary of ``calikd evaluate --corruptions``: error, NLL, ECE (and CE against the
+    ``baseline`` checkpoint) per corruption, clean and on average, then the mCE line."""
+    summary, clean = result["summary"], result["clean"]
+    with_ce = "mce" in summary
+    rows: list[list[Any]] = [
+        [name, 1 - m["accuracy"], m["nll"], m["ece"], *([m["ce"]] if "ce" in m else [])]
+        for name, m in summary["per_corruption"].items()
+    ]
+    rows.append(["clean", 1 - clean["accuracy"], clean["nll"], clean["ece"], *([""] if with_ce else [])])
+    rows.append(
+        ["mean", summary["mean"]["error"], summary["mean"]["nll"], summary["mean"]["ece"]]
+        + ([summary["mce"] / 100] if with_ce else [])
+    )
+    head = ["corruption", "error", "nll", "ece", *(["CE"] if with_ce else [])]
+    lines = [
+        f"{result['model']} on {result['dataset']} under corruption (means over {summary['scope']})",
+        format_table(head, rows),
+    ]
+    if with_ce:
+        lines.append(f"mCE {summary['mce']:.1f}%, relative mCE {summary['relative_mce']:.1f}% vs {baseline}")
+    return "\n".join(lines)

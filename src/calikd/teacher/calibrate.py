@@ -22,7 +22,7 @@ from calikd.calibration.lookup import calibrator_suffix, checkpoint_stem, suffix
 from calikd.engine.evaluate import RunOptions, checkpoint_logits
 from calikd.errors import CalikdError, ConfigError, did_you_mean
 from calikd.metrics import CalibrationReport, calibration_report
-from calikd.report import ReliabilityPanel, plot_reliability_diagrams
+from calikd.report.calibration import calibration_markdown, write_calibration_plot
 from calikd.store.checkpoint import checkpoint_id
 from calikd.utils.io import atomic_write_bytes, atomic_write_json
 from calikd.utils.run_lock import hold_run_dir, locks_run_dir
@@ -31,18 +31,6 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 OBJECTIVES = ("nll", "ece", "ace", "brier")
-TABLE_METRICS = (
-    "accuracy",
-    "nll",
-    "brier",
-    "ece",
-    "ace",
-    "mce",
-    "classwise_ece",
-    "oe",
-    "ece_over",
-    "ece_under",
-)
 
 
 def resolve_methods(methods: Sequence[str]) -> list[str]:
@@ -98,29 +86,16 @@ class CalibrationOutcome:
 
     def markdown(self) -> str:
         """A Markdown table of test metrics before and after each calibrator."""
-        rows = [("uncalibrated", self.before["test"], "")]
-        for method in self.methods:
-            params = self.records[method].get("params", {})
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in params.items() if isinstance(v, float))
-            rows.append((method, self.after[method]["test"], shown))
-        head = "| calibrator | " + " | ".join(TABLE_METRICS) + " | fitted |"
-        sep = "|" + "---|" * (len(TABLE_METRICS) + 2)
-        lines = [
-            f"# Calibration of `{self.checkpoint}`",
-            "",
-            f"Calibrators fitted on the **{self.fit_split}** split of `{self.dataset}`"
-            f" (temperature objective: {self.objective}); metrics on the **test** split,"
-            f" {self.before['test'].n_samples} samples, {self.before['test'].n_bins} bins.",
-            "",
-            head,
-            sep,
-        ]
-        for name, report, params in rows:
-            values = " | ".join(f"{getattr(report, k):.4f}" for k in TABLE_METRICS)
-            lines.append(f"| {name} | {values} | {params} |")
-        if self.plot:
-            lines += ["", f"![reliability diagrams before and after calibration]({Path(self.plot).name})"]
-        return "\n".join(lines) + "\n"
+        return calibration_markdown(
+            checkpoint=self.checkpoint,
+            dataset=self.dataset,
+            fit_split=self.fit_split,
+            objective=self.objective,
+            before=self.before["test"],
+            after={m: self.after[m]["test"] for m in self.methods},
+            params={m: self.records[m].get("params", {}) for m in self.methods},
+            plot=self.plot,
+        )
 
 
 @locks_run_dir
@@ -195,11 +170,8 @@ def calibrate_checkpoint(
         outcome.artifacts = {m: str(suffixed(t, ".json")) for m, t in targets.items()}
         paths = {ext: suffixed(written, f".calibration{ext}") for ext in (".json", ".md", ".png")}
         if plots:
-            panels = [ReliabilityPanel("uncalibrated (test)", before["test"].reliability, before["test"].ece)]
-            for m in names:
-                report = after[m]["test"]
-                panels.append(ReliabilityPanel(f"{m} (test)", report.reliability, report.ece))
-            outcome.plot = str(plot_reliability_diagrams(panels, paths[".png"]))
+            tests = {m: after[m]["test"] for m in names}
+            outcome.plot = str(write_calibration_plot(before["test"], tests, names, paths[".png"]))
         outcome.report_files = [str(paths[".json"]), str(paths[".md"])]
         # a file name that is not UTF-8 shows escaped (as \\xff) in the report
         atomic_write_bytes(paths[".md"], outcome.markdown().encode(errors="backslashreplace"))

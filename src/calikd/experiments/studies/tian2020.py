@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from calikd.analysis import mean_std, paired_difference
+from calikd.analysis import format_mean_std, paired_difference
 from calikd.experiments.presets import (
     CPU,
     CRD_RECIPE,
@@ -298,8 +298,7 @@ def build(preset: str) -> dict[str, Any]:
 
 
 def _cell(values: list[float]) -> str:
-    mean, std = mean_std([100 * v for v in values])
-    return f"{mean:.2f} ± {std:.2f} (n = {len(values)})"
+    return f"{format_mean_std([100 * v for v in values], digits=2)} (n = {len(values)})"
 
 
 def verdict(results: SweepResults) -> list[tuple[str, str]]:

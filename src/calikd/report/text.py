@@ -1,4 +1,4 @@
-"""Small helpers to print tables for the CLI."""
+"""Plain text for the console: tables with left-aligned columns (the CLI prints documents with them)."""
 
 from __future__ import annotations
 
