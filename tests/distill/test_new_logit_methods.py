@@ -254,3 +254,29 @@ def test_new_methods_take_every_augmentation(
         options["grad_clip"] = 1.0
     result = distill(distill_config(teacher_ckpt, tmp_path / "r", method=name, epochs=1, **options), log=None)
     assert result.history[0]["train_loss_kd"] > 0
+
+
+def test_a_warm_up_without_set_epoch_warns_once_and_runs_at_full_weight() -> None:
+    import warnings as _warnings
+
+    from calikd.distill import create_distiller
+    from calikd.distill.base import WarmupWarning
+    from calikd.models import create_model
+
+    torch.manual_seed(0)
+    student, teacher = create_model("mlp", 10, 1, width=8), create_model("mlp", 10, 1, width=8)
+    x, y = torch.randn(4, 1, 8, 8), torch.arange(4)
+    own_loop = create_distiller("dkd", student, teacher, {"warmup_epochs": 20})
+    with pytest.warns(WarmupWarning, match="set_epoch\\(epoch, epochs\\) was never called"):
+        _, losses = own_loop(x, y)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error", WarmupWarning)  # once only
+        own_loop(x, y)
+    told = create_distiller("dkd", student, teacher, {"warmup_epochs": 20})
+    told.set_epoch(1, 240)
+    _, ramped = told(x, y)
+    torch.testing.assert_close(ramped["kd"], losses["kd"] / 20)  # epoch 1 of a 20-epoch warm-up
+    none = create_distiller("dkd", student, teacher, {"warmup_epochs": 0})
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error", WarmupWarning)  # no warm-up asked for: nothing to warn about
+        none(x, y)

@@ -13,6 +13,7 @@ config and their loss maths as a pure function usable in any training loop.
 from __future__ import annotations
 
 import abc
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -27,6 +28,10 @@ from calikd.models import FeatureHooks, feature_stages
 from calikd.utils.config import option
 
 LogitTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class WarmupWarning(UserWarning):
+    """A method's warm-up cannot happen: the training loop never told the distiller its epoch."""
 
 
 @dataclass
@@ -170,6 +175,7 @@ class Distiller(nn.Module, abc.ABC):
             raise ConfigError(f"sample_labels has {len(sample_labels)} entries for {num_samples} samples")
         self.sample_labels = sample_labels
         self.epoch, self.epochs = 1, 1
+        self._epoch_set = False  # set_epoch called: the warm-ups and curricula know where the run is
         # a faster forward of the frozen teacher for logit methods (engine.frozen); not a submodule
         self.teacher_runner: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._student_hooks: FeatureHooks | None = None
@@ -219,8 +225,28 @@ class Distiller(nn.Module, abc.ABC):
         return configured if configured is not None else self.epochs * self.warmup_fraction
 
     def set_epoch(self, epoch: int, epochs: int) -> None:
-        """Called by the trainer at the start of each epoch (1-based) of ``epochs`` (curricula, warm-ups)."""
+        """Called by the trainer at the start of each epoch (1-based) of ``epochs`` (curricula, warm-ups).
+        A training loop of your own must call it too, or a warm-up does not happen (:meth:`warmup_ramp`)."""
         self.epoch, self.epochs = int(epoch), int(epochs)
+        self._epoch_set = True
+
+    def warmup_ramp(self) -> float:
+        """``min(epoch / warmup_epochs, 1)``: the weight of a loss that warms up linearly. Without
+        :meth:`set_epoch` the run's position is unknown: no warm-up (1), and a :class:`WarmupWarning` once."""
+        configured = getattr(self.config, "warmup_epochs", None)
+        if not self._epoch_set:
+            wants = configured if configured is not None else self.warmup_fraction
+            if self.training and wants and not getattr(self, "_warned_warmup", False):
+                self._warned_warmup = True
+                warnings.warn(
+                    f"method '{self.method}' warms its loss up over the first epochs, but set_epoch(epoch, "
+                    "epochs) was never called: the loss runs at full weight from the start",
+                    WarmupWarning,
+                    stacklevel=3,
+                )
+            return 1.0
+        length = self.warmup_epochs()
+        return 1.0 if length <= 0 else min(self.epoch / length, 1.0)
 
     def train(self, mode: bool = True) -> Distiller:
         super().train(mode)

@@ -147,5 +147,5 @@ class DKD(Distiller):
             cfg.tau,
             standardize=cfg.standardize,
         )
-        ramp = warmup_factor(self.epoch, self.warmup_epochs())
+        ramp = self.warmup_ramp()
         return {**self.ce_term(step), "kd": cfg.kd_weight * ramp * loss}

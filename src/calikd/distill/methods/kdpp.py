@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from calikd.distill.base import DistillerConfig, DistillStep, FeatureDistiller, pair_table
-from calikd.distill.methods.dkd import warmup_factor
 from calikd.distill.methods.kd import kd_loss
 from calikd.distill.registry import register_distiller
 from calikd.errors import ConfigError
@@ -158,5 +157,5 @@ class KDPP(FeatureDistiller):
         s_emb = self.projector(f_s.float())
         nd = nd_loss(s_emb, f_t, self.centers(), step.labels)
         kd = kd_loss(step.student_logits, step.teacher_logits, cfg.tau)
-        ramp = warmup_factor(self.epoch, self.warmup_epochs())
+        ramp = self.warmup_ramp()
         return {**self.ce_term(step), "kd": cfg.kd_weight * ramp * kd, "nd": cfg.nd_weight * nd}

@@ -32,7 +32,6 @@ from torch import nn
 
 from calikd.distill.base import DistillerConfig, DistillStep, FeatureDistiller, pair_table
 from calikd.distill.methods.at import intermediate_stages
-from calikd.distill.methods.dkd import warmup_factor
 from calikd.distill.registry import register_distiller
 from calikd.errors import ConfigError
 from calikd.models import feature_stages
@@ -179,5 +178,5 @@ class ReviewKD(FeatureDistiller):
             outputs.insert(0, out)
         loss = hcl_loss(outputs, [t for _, t in pairs])
         cfg = self.config
-        ramp = warmup_factor(self.epoch, self.warmup_epochs())
+        ramp = self.warmup_ramp()
         return {**self.ce_term(step), "reviewkd": cfg.kd_weight * ramp * loss}

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from calikd.distill.base import Distiller, DistillerConfig, DistillStep
 from calikd.distill.functional import hard_labels
-from calikd.distill.methods.dkd import WARMUP_FRACTION, warmup_factor
+from calikd.distill.methods.dkd import WARMUP_FRACTION
 from calikd.distill.registry import register_distiller
 from calikd.errors import ConfigError
 from calikd.utils.config import option
@@ -114,5 +114,5 @@ class RLD(Distiller):
             cfg.tau,
             cfg.alpha_temperature,
         )
-        ramp = warmup_factor(self.epoch, self.warmup_epochs())
+        ramp = self.warmup_ramp()
         return {**self.ce_term(step), "kd": cfg.kd_weight * ramp * loss}
