@@ -11,9 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
+import calikd
+from calikd.data import DatasetSplits
 from calikd.engine.distributed import Distributed
 from calikd.errors import CalikdError, ConfigError
 from calikd.store import read_checkpoint, save_checkpoint
+from calikd.utils.config import config_to_dict
 from calikd.utils.io import check_writable_dir
 from calikd.utils.run_lock import hold_run_dir
 from calikd.utils.run_lock import locks_run_dir as locks_run_dir  # the trainers' decorator
@@ -99,6 +102,41 @@ def save_epoch_checkpoints(
         state = {**train_state, "world_size": runtime.world_size}
         save_checkpoint(out_dir / "last", model, meta, train_state=state)
     runtime.barrier()
+
+
+def run_meta(
+    role: str,
+    model: Mapping[str, Any],
+    data: DatasetSplits,
+    config: Any,
+    *,
+    input_size: tuple[int, ...],
+    epoch: int,
+    metrics: dict[str, float],
+    **extra: Any,
+) -> dict[str, Any]:
+    """Metadata stored beside a run's weights: enough to rebuild the model (``model`` = name and kwargs)
+    and its input pipeline, the epoch and its validation ``metrics``, the run's config, plus ``extra``."""
+    info = data.info
+    return {
+        "role": role,
+        "model": dict(model),
+        "num_classes": info.num_classes,
+        "in_channels": info.in_channels,
+        "input_size": list(input_size),
+        "dataset": {
+            **info.to_dict(),
+            "val_fraction": data.val_fraction,
+            "split_seed": data.split_seed,
+            "options": dict(data.options),
+        },
+        "normalization": {"mean": list(info.mean), "std": list(info.std)},
+        **extra,
+        "epoch": epoch,
+        "metrics": metrics,
+        "config": config_to_dict(config),
+        "calikd_version": calikd.__version__,
+    }
 
 
 def recorded_precision(out_dir: Path) -> str | None:
