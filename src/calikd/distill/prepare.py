@@ -18,8 +18,8 @@ from calikd.distill.inputs import DistillInputs
 from calikd.distill.teacher import DistillTeacher
 from calikd.engine.distributed import Distributed
 from calikd.engine.frozen import FrozenRunner, prepare_frozen
-from calikd.engine.precision import PrecisionChoice, select_precision
-from calikd.engine.run import recorded_precision
+from calikd.engine.precision import PrecisionChoice
+from calikd.engine.run import run_precision
 from calikd.errors import CheckpointError, ConfigError
 from calikd.models import create_model
 from calikd.utils.device import Precision
@@ -173,17 +173,15 @@ def choose_precision(
             in_channels=info.in_channels,
             **config.student_kwargs,
         )
-    local_batch = config.batch_size // runtime.world_size
-    return select_precision(
-        config.precision,
+    return run_precision(
+        config,
         device,
         probe_student,
         input_shape=tuple(student_example.shape[1:]),
         num_classes=info.num_classes,
-        batch_size=local_batch,
-        total_steps=config.epochs * (train_size // config.batch_size),
+        train_size=train_size,
         model_key={"name": config.student, "kwargs": dict(config.student_kwargs)},
-        resumed=recorded_precision(out_dir) if config.resume else None,
+        out_dir=out_dir,
         runtime=runtime,
     )
 

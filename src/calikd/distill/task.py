@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from calikd.data import ArrayDataset, BatchLoader, DatasetSplits
+from calikd.data import ArrayDataset
 from calikd.distill.base import Distiller
 from calikd.distill.cache import TeacherLogitCache
 from calikd.distill.config import DistillConfig
@@ -21,11 +21,9 @@ from calikd.distill.report import write_report
 from calikd.distill.resolved import ResolvedMethod
 from calikd.distill.teacher import DistillTeacher
 from calikd.distill.teacher_numbers import teacher_reports
-from calikd.engine.distributed import Distributed
 from calikd.engine.evaluate import predict_logits
 from calikd.engine.fit import Fitted, TrainTask
 from calikd.engine.frozen import FrozenRunner
-from calikd.engine.precision import PrecisionChoice
 from calikd.engine.result import RunResult
 from calikd.engine.run import CHECKPOINT_FILES, RESUME_MAY_DIFFER, run_meta
 from calikd.errors import ConfigError
@@ -79,22 +77,14 @@ class DistillTask(TrainTask):
     config: DistillConfig
     method: ResolvedMethod
     distiller: Distiller
-    model: torch.nn.Module
-    data: DatasetSplits
     inputs: DistillInputs
-    loader: BatchLoader
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    choice: PrecisionChoice
-    device: torch.device
-    runtime: Distributed
     input_size: tuple[int, ...]
     teacher: DistillTeacher | None = None
     cache: TeacherLogitCache | None = None
     runner: FrozenRunner | None = None
-    run_files: tuple[str, ...] = RUN_FILES
-    may_differ: frozenset[str] = DISTILL_MAY_DIFFER
     panels: dict[str, CalibrationReport] = field(default_factory=dict)
+    run_files: ClassVar[tuple[str, ...]] = RUN_FILES
+    may_differ: ClassVar[frozenset[str]] = DISTILL_MAY_DIFFER
 
     def __post_init__(self) -> None:
         self.wrapped: torch.nn.Module = self.distiller
@@ -119,17 +109,10 @@ class DistillTask(TrainTask):
             self.inputs,
             self.optimizer,
             self.scheduler,
-            generator=generator,
-            device=self.device,
-            precision=self.choice.precision,
             cache=cache,
             js_weight=config.js_weight if config.augmix_js else 0.0,
-            grad_clip=config.grad_clip,
-            on_step=on_step,
-            desc=desc,
-            show_progress=config.progress,
-            runtime=self.runtime,
             wrapped=self.wrapped,
+            **self.loop_options(generator, on_step, desc),
         )
         self.runtime.broadcast_buffers(self.distiller, skip_prefix="teacher.")  # one set of BN statistics
         if cache is not None:

@@ -11,7 +11,7 @@ from typing import cast
 import torch
 
 from calikd.augment import AugmentConfig
-from calikd.data import BatchLoader, DatasetSplits
+from calikd.data import DatasetSplits
 from calikd.distill.config import DistillConfig
 from calikd.distill.inputs import DistillInputs
 from calikd.distill.prepare import (
@@ -30,7 +30,7 @@ from calikd.engine.distributed import Distributed, sync_batch_norm
 from calikd.engine.evaluate import predict_logits
 from calikd.engine.fit import fit
 from calikd.engine.frozen import FrozenRunner
-from calikd.engine.run import locks_run_dir
+from calikd.engine.run import locks_run_dir, train_loader
 from calikd.errors import ConfigError
 from calikd.models import create_model, model_info
 from calikd.store import read_checkpoint
@@ -174,19 +174,7 @@ def distill(
         student(student_example[:2].to(device))
         student.train(was_training)
 
-    loader = BatchLoader(
-        data.train,
-        config.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        drop_last=True,
-        device=device,
-        with_indices=True,
-        rank=runtime.rank,
-        world_size=runtime.world_size,
-    )
-    if len(loader) == 0:
-        raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(data.train)} training samples")
+    loader = train_loader(data.train, config, device, runtime, with_indices=True)
     optimizer, scheduler = build_optimization(
         distiller, config, len(loader), dot_delta=config.dot_delta if config.dot else None
     )
@@ -204,24 +192,22 @@ def distill(
             config, distiller, teacher, data, inputs, loader, precision, device, dtype, say, runtime, runner
         )
     task = DistillTask(
-        config,
-        method,
-        distiller,
-        student,
-        data,
-        inputs,
-        loader,
-        optimizer,
-        scheduler,
-        choice,
-        device,
-        runtime,
-        input_size,
+        config=config,
+        model=student,
+        data=data,
+        loader=loader,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        choice=choice,
+        device=device,
+        runtime=runtime,
+        method=method,
+        distiller=distiller,
+        inputs=inputs,
+        input_size=input_size,
         teacher=teacher,
         cache=cache,
         runner=runner,
     )
-    result = fit(
-        task, config, out_dir=out_dir, choice=choice, device=device, runtime=runtime, on_step=on_step, say=say
-    )
+    result = fit(task, out_dir=out_dir, on_step=on_step, say=say)
     return cast(DistillResult, result)

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -24,6 +24,7 @@ from calikd.engine.distributed import Distributed
 from calikd.engine.precision import PrecisionChoice
 from calikd.engine.result import RunResult
 from calikd.engine.run import (
+    CHECKPOINT_FILES,
     RESUME_MAY_DIFFER,
     check_ranks_agree,
     check_resumable,
@@ -40,19 +41,24 @@ from calikd.store import load_state_into, read_checkpoint
 from calikd.utils.config import config_to_dict
 
 
+@dataclass(eq=False)
 class TrainTask(ABC):
-    """What one kind of training supplies to :func:`fit`; set-up (data, model, optimizer) happens before.
+    """What one kind of training supplies to :func:`fit`, built by its set-up (data, model, optimizer).
 
     ``model`` is the network that is checkpointed and evaluated; ``loader`` yields this rank's batches.
     """
 
+    config: TrainingConfig
     model: nn.Module
     data: DatasetSplits
     loader: BatchLoader
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    run_files: tuple[str, ...]  # what --overwrite removes from the run folder
-    may_differ: frozenset[str] = RESUME_MAY_DIFFER  # config keys a resume may change
+    choice: PrecisionChoice
+    device: torch.device
+    runtime: Distributed
+    run_files: ClassVar[tuple[str, ...]] = CHECKPOINT_FILES  # what --overwrite removes from the run folder
+    may_differ: ClassVar[frozenset[str]] = RESUME_MAY_DIFFER  # config keys a resume may change
 
     def begin_epoch(self, epoch: int, epochs: int) -> None:
         """Before the epoch's random streams are seeded: tell the loader (and the like) the epoch."""
@@ -67,6 +73,21 @@ class TrainTask(ABC):
         self, epoch: int, *, generator: torch.Generator, on_step: Callable[[], None], desc: str
     ) -> dict[str, float]:
         """One pass of training; returns ``loss``, ``accuracy``, ``images_per_s``, ``seconds`` (and more)."""
+
+    def loop_options(
+        self, generator: torch.Generator, on_step: Callable[[], None], desc: str
+    ) -> dict[str, Any]:
+        """The keyword arguments that every epoch loop takes (see :meth:`train_epoch`)."""
+        return dict(
+            generator=generator,
+            device=self.device,
+            precision=self.choice.precision,
+            grad_clip=self.config.grad_clip,
+            on_step=on_step,
+            desc=desc,
+            show_progress=self.config.progress,
+            runtime=self.runtime,
+        )
 
     @abstractmethod
     def predict(self, model: nn.Module, dataset: ArrayDataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,19 +163,16 @@ class Fitted:
 
 def fit(
     task: TrainTask,
-    config: TrainingConfig,
     *,
     out_dir: Path,
-    choice: PrecisionChoice,
-    device: torch.device,
-    runtime: Distributed,
     on_step: Callable[[int], None] | None = None,
     say: Callable[[str], None] = lambda _msg: None,
 ) -> RunResult:
-    """Train ``task`` for ``config.epochs`` epochs into ``out_dir`` (resuming it if ``config.resume``) and
-    return its result; ``on_step(global_step)`` follows every optimizer step, ``say`` gets the log lines.
+    """Train ``task`` for ``task.config.epochs`` epochs into ``out_dir`` (resuming it if the config says so)
+    and return its result; ``on_step(global_step)`` follows every optimizer step, ``say`` gets the log lines.
 
     The caller holds the run folder's lock (:func:`~calikd.engine.run.locks_run_dir`)."""
+    config, choice, device, runtime = task.config, task.choice, task.device, task.runtime
     prepare_run_dir(
         out_dir, resume=config.resume, overwrite=config.overwrite, run_files=task.run_files, runtime=runtime
     )

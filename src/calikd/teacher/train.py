@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -23,11 +23,10 @@ from calikd.engine.config import build_optimization
 from calikd.engine.distributed import Distributed, sync_batch_norm
 from calikd.engine.evaluate import predict_logits
 from calikd.engine.fit import Fitted, TrainTask, fit
-from calikd.engine.precision import PrecisionChoice, select_precision
 from calikd.engine.progress import progress_bar
 from calikd.engine.result import RunResult
-from calikd.engine.run import CHECKPOINT_FILES, locks_run_dir, recorded_precision, run_meta
-from calikd.errors import ConfigError, TrainingDivergedError
+from calikd.engine.run import CHECKPOINT_FILES, locks_run_dir, run_meta, run_precision, train_loader
+from calikd.errors import TrainingDivergedError
 from calikd.models import create_model, model_info
 from calikd.teacher.config import TeacherConfig
 from calikd.teacher.losses import teacher_loss
@@ -118,15 +117,7 @@ class TeacherTask(TrainTask):
     """Supervised training of one model with the teacher losses (CE with label smoothing, or MSE)."""
 
     config: TeacherConfig
-    model: nn.Module
-    data: DatasetSplits
-    loader: BatchLoader
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    choice: PrecisionChoice
-    device: torch.device
-    runtime: Distributed
-    run_files: tuple[str, ...] = RUN_FILES
+    run_files: ClassVar[tuple[str, ...]] = RUN_FILES
 
     def __post_init__(self) -> None:
         info, config = self.data.info, self.config
@@ -154,16 +145,9 @@ class TeacherTask(TrainTask):
             self.train_tf,
             self.optimizer,
             self.scheduler,
-            generator=generator,
-            device=self.device,
-            precision=self.choice.precision,
             label_smoothing=self.config.label_smoothing,
             loss_name=self.config.loss,
-            grad_clip=self.config.grad_clip,
-            on_step=on_step,
-            desc=desc,
-            show_progress=self.config.progress,
-            runtime=self.runtime,
+            **self.loop_options(generator, on_step, desc),
         )
         self.runtime.broadcast_buffers(self.model)  # every rank evaluates and saves rank 0's BN statistics
         return stats
@@ -236,16 +220,15 @@ def train_teacher(
         config.model, num_classes=info.num_classes, in_channels=info.in_channels, **config.model_kwargs
     )
     out_dir = Path(config.out or config.default_out())
-    choice = select_precision(
-        config.precision,
+    choice = run_precision(
+        config,
         device,
         model,
         input_shape=(info.in_channels, *info.image_size),
         num_classes=info.num_classes,
-        batch_size=config.batch_size // runtime.world_size,
-        total_steps=config.epochs * (len(data.train) // config.batch_size),
+        train_size=len(data.train),
         model_key={"name": config.model, "kwargs": dict(config.model_kwargs)},
-        resumed=recorded_precision(out_dir) if config.resume else None,
+        out_dir=out_dir,
         runtime=runtime,
     )
     say(choice.line())
@@ -254,21 +237,8 @@ def train_teacher(
     if choice.precision.channels_last:
         model.to(memory_format=torch.channels_last)
 
-    loader = BatchLoader(
-        data.train,
-        config.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        drop_last=True,
-        device=device,
-        rank=runtime.rank,
-        world_size=runtime.world_size,
-    )
-    if len(loader) == 0:
-        raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(data.train)} training samples")
+    loader = train_loader(data.train, config, device, runtime)
     optimizer, scheduler = build_optimization(model, config, len(loader))
     task = TeacherTask(config, model, data, loader, optimizer, scheduler, choice, device, runtime)
-    result = fit(
-        task, config, out_dir=out_dir, choice=choice, device=device, runtime=runtime, on_step=on_step, say=say
-    )
+    result = fit(task, out_dir=out_dir, on_step=on_step, say=say)
     return cast(TeacherResult, result)
