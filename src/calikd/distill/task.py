@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 
 import torch
 
-from calikd.data import ArrayDataset
 from calikd.distill.base import Distiller
 from calikd.distill.cache import TeacherLogitCache
 from calikd.distill.config import DistillConfig
@@ -21,7 +20,6 @@ from calikd.distill.report import write_report
 from calikd.distill.resolved import ResolvedMethod
 from calikd.distill.teacher import DistillTeacher
 from calikd.distill.teacher_numbers import teacher_reports
-from calikd.engine.evaluate import predict_logits
 from calikd.engine.fit import Fitted, TrainTask
 from calikd.engine.frozen import FrozenRunner
 from calikd.engine.result import RunResult
@@ -119,16 +117,8 @@ class DistillTask(TrainTask):
             cache.end_epoch()
         return stats
 
-    def predict(self, model: torch.nn.Module, dataset: ArrayDataset) -> tuple[torch.Tensor, torch.Tensor]:
-        return predict_logits(
-            model,
-            dataset,
-            self.inputs.student_eval,
-            device=self.device,
-            precision=self.choice.precision,
-            batch_size=self.config.eval_batch_size,
-            runtime=self.runtime,
-        )
+    def eval_transform(self, images: torch.Tensor) -> torch.Tensor:
+        return self.inputs.student_eval(images)
 
     def checkpoint_meta(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
         config, inputs = self.config, self.inputs

@@ -21,6 +21,7 @@ from calikd.data import ArrayDataset, BatchLoader, DatasetSplits
 from calikd.engine.config import TrainingConfig
 from calikd.engine.convergence import Convergence, check_convergence
 from calikd.engine.distributed import Distributed
+from calikd.engine.evaluate import predict_logits
 from calikd.engine.precision import PrecisionChoice
 from calikd.engine.result import RunResult
 from calikd.engine.run import (
@@ -90,8 +91,20 @@ class TrainTask(ABC):
         )
 
     @abstractmethod
+    def eval_transform(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch of stored images as the model sees them in evaluation."""
+
     def predict(self, model: nn.Module, dataset: ArrayDataset) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and labels of ``dataset`` (under DDP: every rank's shard, gathered)."""
+        return predict_logits(
+            model,
+            dataset,
+            self.eval_transform,
+            device=self.device,
+            precision=self.choice.precision,
+            batch_size=self.config.eval_batch_size,
+            runtime=self.runtime,
+        )
 
     @abstractmethod
     def checkpoint_meta(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Train a teacher: per-epoch validation, atomic checkpoints, exact resume, test metrics at the end."""
+"""Train a teacher: the run's set-up (data, model, precision, optimizer), then the engine's trainer
+(:func:`calikd.engine.fit.fit`) with the teacher task (the teacher losses: CE with label smoothing or MSE)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import torch
 from torch import nn
 
 from calikd.data import (
-    ArrayDataset,
     BatchLoader,
     DatasetSplits,
     build_eval_transform,
@@ -21,7 +21,6 @@ from calikd.data import (
 )
 from calikd.engine.config import build_optimization
 from calikd.engine.distributed import Distributed, sync_batch_norm
-from calikd.engine.evaluate import predict_logits
 from calikd.engine.fit import Fitted, TrainTask, fit
 from calikd.engine.progress import progress_bar
 from calikd.engine.result import RunResult
@@ -152,16 +151,8 @@ class TeacherTask(TrainTask):
         self.runtime.broadcast_buffers(self.model)  # every rank evaluates and saves rank 0's BN statistics
         return stats
 
-    def predict(self, model: nn.Module, dataset: ArrayDataset) -> tuple[torch.Tensor, torch.Tensor]:
-        return predict_logits(
-            model,
-            dataset,
-            self.eval_tf,
-            device=self.device,
-            precision=self.choice.precision,
-            batch_size=self.config.eval_batch_size,
-            runtime=self.runtime,
-        )
+    def eval_transform(self, images: torch.Tensor) -> torch.Tensor:
+        return self.eval_tf(images)
 
     def checkpoint_meta(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
         config = self.config
