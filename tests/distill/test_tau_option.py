@@ -12,7 +12,7 @@ import pytest
 from calikd.cli import main
 from calikd.distill import DistillConfig, distill, method_config
 from calikd.distill.registry import RENAMED_OPTIONS, pair_options, renamed_options
-from calikd.distill.train import _check_same_distillation
+from calikd.distill.task import check_same_distillation as _check_same_distillation
 from calikd.errors import CalikdDeprecationWarning, ConfigError
 
 TAU_METHODS = ("kd", "dkd", "ls", "ttm", "wttm", "dist", "nkd", "rld", "sdd", "tfkd", "kdpp")

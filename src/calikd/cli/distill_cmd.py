@@ -4,33 +4,30 @@ from __future__ import annotations
 
 import argparse
 
+from calikd.cli.training import add_config_command, train_in_session
 from calikd.distill import DistillConfig, distill
-from calikd.engine.distributed import distributed_session
 from calikd.report.columns import RUN_CONSOLE
 from calikd.report.run import run_rows
 from calikd.report.text import format_table
-from calikd.utils.config import add_config_arguments, config_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
+    add_config_command(
+        sub,
         "distill",
+        DistillConfig,
+        run,
         help="distil a teacher checkpoint into a student",
         description="Distil --teacher CKPT into --student MODEL with --method (see `calikd methods`). The "
         "teacher's calibrator is applied to its logits first (--teacher-calibration); --tau is the separate "
         "distillation temperature. Every flag is also a key of the YAML file given with --config "
         "(flags win).",
     )
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file with the same keys as the flags")
-    add_config_arguments(parser, DistillConfig)
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(DistillConfig, args, config_file=args.config)
-    with distributed_session(config.device) as runtime:  # torchrun: one process per GPU or CPU share
-        result = distill(config)
-    if not runtime.is_main:
+    config, result = train_in_session(distill, DistillConfig, args)
+    if result is None:  # not rank 0
         return 0
     rows = run_rows(
         result.to_dict(), RUN_CONSOLE, last_label=f"student, last (epoch {config.epochs})", views=("full",)

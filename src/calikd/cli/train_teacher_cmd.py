@@ -4,31 +4,32 @@ from __future__ import annotations
 
 import argparse
 
-from calikd.engine.distributed import distributed_session
+from calikd.cli.training import add_config_command, train_in_session
 from calikd.report.columns import TEACHER_CONSOLE
 from calikd.report.text import format_table
-from calikd.teacher import TeacherConfig, train_teacher
-from calikd.utils.config import add_config_arguments, config_from_args
+from calikd.teacher import TeacherConfig, TeacherResult, train_teacher
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
+    add_config_command(
+        sub,
         "train-teacher",
+        TeacherConfig,
+        run,
         help="train a teacher model",
         description="Train a teacher. Every flag is also a key of the YAML file given with --config "
         "(flags win). Checkpoints (safetensors + JSON) are written to --out after every epoch.",
     )
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file with the same keys as the flags")
-    add_config_arguments(parser, TeacherConfig)
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(TeacherConfig, args, config_file=args.config)
-    with distributed_session(config.device) as runtime:  # torchrun: one process per GPU or CPU share
-        result = train_teacher(config)
-    if not runtime.is_main:
-        return 0
+    config, result = train_in_session(train_teacher, TeacherConfig, args)
+    if result is not None:  # rank 0 alone prints
+        _print_result(config, result)
+    return 0
+
+
+def _print_result(config: TeacherConfig, result: TeacherResult) -> None:
     rows = [
         [f"last (epoch {config.epochs})", *TEACHER_CONSOLE.values(result.test_last)],
         [f"best on val (epoch {result.best_epoch})", *TEACHER_CONSOLE.values(result.test_best)],
@@ -39,4 +40,3 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"checkpoint: {result.checkpoint}")
     print(f"best-on-val checkpoint: {result.best_checkpoint}")
-    return 0

@@ -6,6 +6,7 @@ loss maths is a pure function (``kd_loss``, ``dkd_loss``, ...) usable in any tra
 
 from calikd.distill.base import Distiller, DistillerConfig, DistillStep, resolve_layers
 from calikd.distill.config import DistillConfig
+from calikd.distill.epoch import distill_one_epoch
 from calikd.distill.functional import (
     gradient_reversal,
     hard_labels,
@@ -22,7 +23,8 @@ from calikd.distill.registry import (
     method_config,
     register_distiller,
 )
-from calikd.distill.train import DistillResult, distill, distill_one_epoch
+from calikd.distill.task import DistillResult
+from calikd.distill.train import distill
 
 __all__ = [
     "DistillConfig",

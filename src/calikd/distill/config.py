@@ -14,7 +14,8 @@ from typing import Any
 from calikd.augment.config import AugmentConfig
 from calikd.data.resolution import MODES as RESOLUTION_MODES
 from calikd.distill.cache import CACHE_MODES
-from calikd.distill.registry import distiller_class, method_config, renamed_options
+from calikd.distill.registry import distiller_class, renamed_options
+from calikd.distill.resolved import ResolvedMethod
 from calikd.engine.config import TrainingConfig
 from calikd.errors import ConfigError
 from calikd.utils.config import config_fields, option
@@ -113,7 +114,12 @@ class DistillConfig(TrainingConfig, AugmentConfig):
     )
 
     def validate(self) -> None:
-        """Cross-field checks (the method's own options are checked by :meth:`method_config`)."""
+        """Cross-field checks, then the method's own options (see :meth:`resolve`)."""
+        self.resolve()
+
+    def resolve(self) -> ResolvedMethod:
+        """Check the cross-field rules and resolve the method once: its options (the generic flags merged
+        in) checked and typed (unknown or invalid options fail here, before any work)."""
         TrainingConfig.validate(self)
         AugmentConfig.validate(self)
         cls = distiller_class(self.method)
@@ -139,11 +145,12 @@ class DistillConfig(TrainingConfig, AugmentConfig):
                 "--tau-from-calibration needs a fitted temperature: use --teacher-calibration temperature "
                 "(or auto / a path to a temperature calibrator)"
             )
-        self.method_options_resolved()
+        return ResolvedMethod.build(self.method, self.method_options_resolved())
 
     def method_options_resolved(self) -> dict[str, Any]:
         """``method_options`` with the generic flags (``tau``, weights, ``temperature_on``) merged in (and the
-        old spellings of renamed options replaced, with a deprecation warning)."""
+        old spellings of renamed options replaced, with a deprecation warning; checked and typed by
+        :meth:`resolve`)."""
         options = {str(k).replace("-", "_"): v for k, v in self.method_options.items()}
         options = renamed_options(options, self.method)
         fields = config_fields(distiller_class(self.method).config_class)
@@ -172,7 +179,6 @@ class DistillConfig(TrainingConfig, AugmentConfig):
                 f"--tau-from-calibration needs a method with a distillation temperature; "
                 f"'{self.method}' has none"
             )
-        method_config(self.method, options)  # unknown or invalid options fail here, before any work
         return options
 
     @staticmethod

@@ -1,6 +1,6 @@
-"""What teacher training and distillation share around their epoch loop: run folders (one writer at a time,
-refuse to clobber, overwrite, resume checks), per-epoch seeding, and the per-epoch checkpoints, one process
-or many (DDP)."""
+"""The parts of a training run that :func:`calikd.engine.fit.fit` and the trainers' set-up use: run folders
+(one writer at a time, refuse to clobber, overwrite, resume checks), the training batches and precision of a
+run, per-epoch seeding, the checkpoint metadata and the per-epoch checkpoints, one process or many (DDP)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ from typing import Any
 import torch
 from torch import nn
 
+import calikd
+from calikd.data import ArrayDataset, BatchLoader, DatasetSplits
+from calikd.engine.config import TrainingConfig
 from calikd.engine.distributed import Distributed
+from calikd.engine.precision import PrecisionChoice, select_precision
 from calikd.errors import CalikdError, ConfigError
 from calikd.store import read_checkpoint, save_checkpoint
+from calikd.utils.config import config_to_dict
 from calikd.utils.io import check_writable_dir
 from calikd.utils.run_lock import hold_run_dir
 from calikd.utils.run_lock import locks_run_dir as locks_run_dir  # the trainers' decorator
@@ -74,6 +79,60 @@ def prepare_run_dir(
     runtime.barrier()  # no rank reads the folder before rank 0 has cleaned it
 
 
+def train_loader(
+    dataset: ArrayDataset,
+    config: TrainingConfig,
+    device: torch.device,
+    runtime: Distributed,
+    *,
+    with_indices: bool = False,
+) -> BatchLoader:
+    """This rank's share of the run's shuffled training batches (a partial last batch dropped); a batch
+    larger than ``dataset`` is an error."""
+    loader = BatchLoader(
+        dataset,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        drop_last=True,
+        device=device,
+        with_indices=with_indices,
+        rank=runtime.rank,
+        world_size=runtime.world_size,
+    )
+    if len(loader) == 0:
+        raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(dataset)} training samples")
+    return loader
+
+
+def run_precision(
+    config: TrainingConfig,
+    device: torch.device,
+    model: nn.Module,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    train_size: int,
+    model_key: Mapping[str, Any],
+    out_dir: Path,
+    runtime: Distributed,
+) -> PrecisionChoice:
+    """``config.precision`` for this run of ``model`` (see :func:`~calikd.engine.precision.select_precision`):
+    measured for this process's batch and the run's length; a resumed run keeps the path it trained on."""
+    return select_precision(
+        config.precision,
+        device,
+        model,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        batch_size=config.batch_size // runtime.world_size,
+        total_steps=config.epochs * (train_size // config.batch_size),
+        model_key=model_key,
+        resumed=recorded_precision(out_dir) if config.resume else None,
+        runtime=runtime,
+    )
+
+
 def seed_epoch(seed: int, epoch: int, device: torch.device, runtime: Distributed) -> torch.Generator:
     """Seed torch's global generator for epoch ``epoch`` (dropout and the like) and return the epoch's
     augmentation generator on ``device``; under DDP each rank gets its own streams."""
@@ -99,6 +158,41 @@ def save_epoch_checkpoints(
         state = {**train_state, "world_size": runtime.world_size}
         save_checkpoint(out_dir / "last", model, meta, train_state=state)
     runtime.barrier()
+
+
+def run_meta(
+    role: str,
+    model: Mapping[str, Any],
+    data: DatasetSplits,
+    config: Any,
+    *,
+    input_size: tuple[int, ...],
+    epoch: int,
+    metrics: dict[str, float],
+    **extra: Any,
+) -> dict[str, Any]:
+    """Metadata stored beside a run's weights: enough to rebuild the model (``model`` = name and kwargs)
+    and its input pipeline, the epoch and its validation ``metrics``, the run's config, plus ``extra``."""
+    info = data.info
+    return {
+        "role": role,
+        "model": dict(model),
+        "num_classes": info.num_classes,
+        "in_channels": info.in_channels,
+        "input_size": list(input_size),
+        "dataset": {
+            **info.to_dict(),
+            "val_fraction": data.val_fraction,
+            "split_seed": data.split_seed,
+            "options": dict(data.options),
+        },
+        "normalization": {"mean": list(info.mean), "std": list(info.std)},
+        **extra,
+        "epoch": epoch,
+        "metrics": metrics,
+        "config": config_to_dict(config),
+        "calikd_version": calikd.__version__,
+    }
 
 
 def recorded_precision(out_dir: Path) -> str | None:
