@@ -219,20 +219,20 @@ def test_sigkill_while_writing_a_calibrator_then_rerun(
 
 SWEEP_SCRIPT = """
 import sys
-import calikd.distill
+import calikd.experiments.tasks as tasks
 from robust_helpers import KillingConnection, die, no_plots
 from calikd.cli import main
 from calikd.results import ResultsStore
 
 spec, db, kill = sys.argv[1:4]
 if kill == "distill-mid-epoch":  # the second student, which reads the first one's teacher-logit cache
-    distill, calls = calikd.distill.distill, []
+    distill, calls = tasks.distill, []
     def dying_distill(config, **kwargs):
         calls.append(config.out)
         if len(calls) == 2:
             kwargs["on_step"] = lambda step: step == 3 and die(f"SIGKILL in the middle of {config.out}")
         return distill(config, **kwargs)
-    calikd.distill.distill = dying_distill
+    tasks.distill = dying_distill  # what the sweep's tasks call
 else:  # "calibrate-recorded": while the first calibration is recorded, between its metric rows
     finish = ResultsStore.finish
     def dying_finish(self, run_id, *args, **kwargs):
