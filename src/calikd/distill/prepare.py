@@ -22,19 +22,25 @@ from calikd.engine.precision import PrecisionChoice
 from calikd.engine.run import run_precision
 from calikd.errors import CheckpointError, ConfigError
 from calikd.models import create_model
+from calikd.store import checkpoint_dataset
 from calikd.utils.device import Precision
 
 
 def load_data(config: DistillConfig, teacher_meta: dict[str, Any] | None) -> DatasetSplits:
     """The dataset with the teacher's own split (its held-out val split is where it was calibrated)."""
-    own = dict((teacher_meta or {}).get("dataset", {}))
+    own = checkpoint_dataset(teacher_meta or {}, str(config.teacher))
     name = config.dataset or own.get("name")
     if not name:
         raise ConfigError("no dataset: pass --dataset (or a --teacher whose checkpoint records one)")
     if own and name != own.get("name"):
-        raise ConfigError(
-            f"dataset '{name}' differs from the teacher's '{own.get('name')}'",
-            hint="distil on the teacher's dataset (leave --dataset out)",
+        # another dataset with the same classes (checked by check_teacher_fits): its own splits and options
+        return load_dataset(
+            name,
+            config.data_dir,
+            val_fraction=0.1 if config.val_fraction is None else config.val_fraction,
+            split_seed=0 if config.split_seed is None else config.split_seed,
+            download=config.download,
+            **(config.dataset_options or {}),
         )
     for key, default in (("val_fraction", 0.1), ("split_seed", 0)):
         given, theirs = getattr(config, key), own.get(key, default)
@@ -53,7 +59,7 @@ def load_data(config: DistillConfig, teacher_meta: dict[str, Any] | None) -> Dat
         )
     return load_dataset(
         name,
-        config.data_dir,
+        config.data_dir if config.data_dir is not None else own.get("data_dir"),  # where it was trained
         val_fraction=own.get("val_fraction", 0.1) if config.val_fraction is None else config.val_fraction,
         split_seed=own.get("split_seed", 0) if config.split_seed is None else config.split_seed,
         download=config.download,
@@ -62,11 +68,21 @@ def load_data(config: DistillConfig, teacher_meta: dict[str, Any] | None) -> Dat
 
 
 def check_teacher_fits(meta: dict[str, Any], data: DatasetSplits, path: str) -> None:
+    """The teacher must know the dataset's classes (by name, where both record them) and channels."""
     info = data.info
     if meta.get("num_classes") != info.num_classes or meta.get("in_channels") != info.in_channels:
         raise CheckpointError(
             f"teacher '{path}' is for {meta.get('num_classes')} classes and {meta.get('in_channels')} "
             f"channels, but dataset '{info.name}' has {info.num_classes} classes and {info.in_channels}"
+        )
+    theirs = checkpoint_dataset(meta, path).get("classes")
+    generic = [str(i) for i in range(info.num_classes)]  # names of unnamed classes: nothing to compare
+    named = theirs and info.classes and generic not in (list(theirs), list(info.classes))
+    if named and list(theirs) != list(info.classes):
+        raise CheckpointError(
+            f"teacher '{path}' was trained on the classes {list(theirs)[:5]}..., dataset '{info.name}' has "
+            f"{list(info.classes)[:5]}...: the same number, but not the same classes in the same order",
+            hint="distil on a dataset with the teacher's classes, in its order",
         )
 
 

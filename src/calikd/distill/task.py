@@ -172,7 +172,8 @@ class DistillTask(TrainTask):
             return {}, {}
         numbers = teacher.describe()
         described = inputs.describe()
-        views: dict[str, Any] = {"full": (inputs.normalizer, {"normalization": described["normalization"]})}
+        full = {"normalization": inputs.teacher_normalization_dict()}
+        views: dict[str, Any] = {"full": (inputs.teacher_full_eval, full)}
         if config.teacher_input == "low":
             low = {k: described[k] for k in ("normalization", "student_resolution", "teacher_input")}
             views["low"] = (inputs.teacher_eval, {**low, "student_upscale": config.student_upscale})
