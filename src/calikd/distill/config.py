@@ -47,6 +47,11 @@ class DistillConfig(TrainingConfig, AugmentConfig):
     )
     ce_weight: float | None = option(None, "weight of the cross-entropy (default: the method's)", min=0.0)
     kd_weight: float | None = option(None, "weight of the distillation term (default: the method's)", min=0.0)
+    teacher_module: str | None = option(
+        None,
+        "package.module:factory of a teacher of your own class (imported as a checkpoint by "
+        "`calikd import-teacher --module`): importing runs your code, so it is done only when named",
+    )
     teacher_calibration: str = option(
         "auto",
         "none | temperature (stored, else fitted on val now) | auto (the stored calibrator if any) | PATH",

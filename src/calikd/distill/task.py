@@ -32,7 +32,13 @@ from calikd.utils.io import json_text
 
 RUN_FILES = (*CHECKPOINT_FILES, "report.json", "report.md", "reliability.png")
 # also free to change on resume: where the teacher-logit cache lives and whether it is used
-DISTILL_MAY_DIFFER = RESUME_MAY_DIFFER | {"teacher_cache", "cache_dir", "teacher_numbers", "teacher"}
+DISTILL_MAY_DIFFER = RESUME_MAY_DIFFER | {
+    "teacher_cache",
+    "cache_dir",
+    "teacher_numbers",
+    "teacher",
+    "teacher_module",
+}
 
 
 @dataclass(kw_only=True)

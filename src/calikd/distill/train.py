@@ -34,6 +34,7 @@ from calikd.engine.frozen import FrozenRunner
 from calikd.engine.run import locks_run_dir, train_loader
 from calikd.errors import ConfigError
 from calikd.models import create_model, model_info
+from calikd.models.external import use_module
 from calikd.store import checkpoint_preprocessing, read_checkpoint
 from calikd.utils.config import config_fields
 from calikd.utils.seed import derive_seed
@@ -123,6 +124,8 @@ def distill(
             hint="run it on one process (without torchrun)",
         )
 
+    if config.teacher_module:
+        use_module(config.teacher_module)  # the user named it: its checkpoints may now be rebuilt
     teacher_meta = read_checkpoint(config.teacher).meta if config.teacher else None
     if data is None:
         data = load_data(config, teacher_meta)
