@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 import calikd
-from calikd.data import BatchLoader, DatasetSplits, load_dataset
+from calikd.data import BatchLoader, DatasetInfo, DatasetSplits, dataset_info, load_dataset
 from calikd.distill.base import Distiller
 from calikd.distill.cache import TeacherLogitCache
 from calikd.distill.config import DistillConfig
@@ -33,15 +33,7 @@ def load_data(config: DistillConfig, teacher_meta: dict[str, Any] | None) -> Dat
     if not name:
         raise ConfigError("no dataset: pass --dataset (or a --teacher whose checkpoint records one)")
     if own and name != own.get("name"):
-        # another dataset with the same classes (checked by check_teacher_fits): its own splits and options
-        return load_dataset(
-            name,
-            config.data_dir,
-            val_fraction=0.1 if config.val_fraction is None else config.val_fraction,
-            split_seed=0 if config.split_seed is None else config.split_seed,
-            download=config.download,
-            **(config.dataset_options or {}),
-        )
+        return _other_dataset(config, name, own)
     for key, default in (("val_fraction", 0.1), ("split_seed", 0)):
         given, theirs = getattr(config, key), own.get(key, default)
         if own and given is not None and given != theirs:
@@ -65,6 +57,45 @@ def load_data(config: DistillConfig, teacher_meta: dict[str, Any] | None) -> Dat
         download=config.download,
         **options,
     )
+
+
+def _same_classes(theirs: Any, info: DatasetInfo) -> bool:
+    """Whether a teacher's recorded class names are ``info``'s, named (not just ``0..n-1``) and in order."""
+    generic = [str(i) for i in range(info.num_classes)]
+    return bool(theirs) and list(theirs) == list(info.classes) and list(theirs) != generic
+
+
+def _other_dataset(config: DistillConfig, name: str, own: dict[str, Any]) -> DatasetSplits:
+    """Another dataset than the teacher's: allowed when it has the teacher's classes by name, in order
+    (checked before loading where the dataset's info is known without its files); its own splits."""
+    options = dict(config.dataset_options or {})
+
+    def refuse(classes: Any) -> ConfigError:
+        theirs = list(own.get("classes") or [])[:4]
+        return ConfigError(
+            f"dataset '{name}' differs from the teacher's '{own.get('name')}', and its classes "
+            f"{list(classes)[:4]}... are not shown to be the teacher's {theirs}...",
+            hint="distil on the teacher's dataset (leave --dataset out), or on one with the same named "
+            "classes",
+        )
+
+    try:
+        info = dataset_info(name, **options)
+    except ConfigError:
+        info = None  # its info depends on its files: checked once loaded
+    if info is not None and not _same_classes(own.get("classes"), info):
+        raise refuse(info.classes)
+    data = load_dataset(
+        name,
+        config.data_dir,
+        val_fraction=0.1 if config.val_fraction is None else config.val_fraction,
+        split_seed=0 if config.split_seed is None else config.split_seed,
+        download=config.download,
+        **options,
+    )
+    if not _same_classes(own.get("classes"), data.info):
+        raise refuse(data.info.classes)
+    return data
 
 
 def check_teacher_fits(meta: dict[str, Any], data: DatasetSplits, path: str) -> None:
