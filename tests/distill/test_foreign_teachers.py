@@ -94,3 +94,20 @@ def test_imported_onnx_and_logits_teachers_distil_from_the_cli(tmp_path: Path, r
         ["distill", "--teacher", str(tmp_path / "lg"), *common, "--out", str(tmp_path / "s3")]
     )
     assert code != 0 and "knows only its dataset's own images" in err
+
+
+def test_every_run_temperature_scales_its_student_on_val_and_export_folds_it(tmp_path: Path, run_cli) -> None:
+    module = _raw_pixel_teacher()
+    config = DistillConfig(
+        dataset="synthetic", dataset_options=SYN, student="mlp", method="kd", out=str(tmp_path / "s"), **FAST
+    )
+    result = distill(config, teacher=module, teacher_normalization=(0.0, 1.0), log=None)
+    calibrated = result.student_calibrated
+    assert calibrated is not None and calibrated["temperature"] > 0
+    assert (tmp_path / "s" / "last.calibrator.json").is_file()
+    assert set(calibrated["test_last"]) == set(result.student_test_last)
+    assert calibrated["test_last"]["accuracy"] == pytest.approx(result.student_test_last["accuracy"])
+    assert "temperature-scaled (T = " in (tmp_path / "s" / "report.md").read_text()
+    code, out, err = run_cli(["export", str(tmp_path / "s"), "--format", "torchscript"])
+    assert code == 0, err
+    assert f"temperature {calibrated['temperature']:.4g} folded" in out
