@@ -111,3 +111,20 @@ def test_every_run_temperature_scales_its_student_on_val_and_export_folds_it(tmp
     code, out, err = run_cli(["export", str(tmp_path / "s"), "--format", "torchscript"])
     assert code == 0, err
     assert f"temperature {calibrated['temperature']:.4g} folded" in out
+
+
+def test_a_distillation_run_logs_the_teacher_before_and_after_calibration(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = DistillConfig(
+        dataset="synthetic", dataset_options=SYN, student="mlp", method="kd", out=str(tmp_path / "s"),
+        teacher_calibration="temperature", log=["tensorboard"], **FAST,
+    )  # fmt: skip
+    distill(config, teacher=_raw_pixel_teacher(), teacher_normalization=(0.0, 1.0), log=None)
+    events = EventAccumulator(str(tmp_path / "s" / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"teacher/test_raw/ece", "teacher/test_calibrated/ece", "test_last_calibrated/ece"} <= scalars
+    assert {"val/accuracy", "train/loss_kd", "lr"} <= scalars and "epoch" not in scalars
+    assert events.Images("reliability")[0].step == 1
