@@ -126,3 +126,30 @@ def test_a_missing_package_is_a_clear_error_and_a_failing_tracker_is_dropped(
     assert not trackers
     trackers.log_metrics({"a": 2.0}, 2)  # nothing left to log to, and no error
     trackers.close()
+
+
+def test_a_training_run_logs_to_tensorboard_and_mlflow(tmp_path: Path, monkeypatch, run_cli) -> None:
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run = tmp_path / "teacher"
+    argv = ["train-teacher", "--dataset", "synthetic", "--dataset-options", "train_size=200", "test_size=60",
+            "--model", "mlp", "--model-kwargs", "width=16", "--epochs", "2", "--batch-size", "50",
+            "--no-progress", "--out", str(run), "--log", "tensorboard", "mlflow"]  # fmt: skip
+    code, _, err = run_cli(argv)
+    assert code == 0, err
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/accuracy")] == [1, 2]
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
+    assert events.Scalars("test_last/ece")[0].step == 2
+    client = MlflowClient(tracking_uri=(run / "mlruns").resolve().as_uri())
+    (found,) = client.search_runs([client.get_experiment_by_name("calikd").experiment_id])
+    assert found.info.status == "FINISHED" and found.data.params["model"] == "mlp"
+    assert [m.step for m in client.get_metric_history(found.info.run_id, "val/nll")] == [1, 2]
+    assert "test_best/accuracy" in found.data.metrics
+    code, _, err = run_cli([*argv[:-3], "--overwrite", "--log", "tensorbord"])
+    assert code != 0 and "did you mean 'tensorboard'" in err

@@ -92,7 +92,7 @@ def test_my_own_class_is_imported_and_fed_its_own_preprocessing(tmp_path: Path, 
     torch.testing.assert_close(out.logits["test"][0], direct)
 
 
-def test_a_model_class_is_rebuilt_only_when_named(tmp_path: Path, monkeypatch) -> None:
+def test_a_model_class_is_rebuilt_only_when_named(tmp_path: Path, monkeypatch, run_cli) -> None:
     data, images, labels = _data(tmp_path)
     model = _my_own_teacher(tmp_path, monkeypatch, images, labels)
     import_teacher(model, tmp_path / "t", dataset="arrays", data_dir=data, mean=[0.0], std=[1.0],
@@ -102,6 +102,20 @@ def test_a_model_class_is_rebuilt_only_when_named(tmp_path: Path, monkeypatch) -
     monkeypatch.setattr(external, "_ALLOWED", {})
     with pytest.raises(CheckpointError, match=r"pass --teacher-module userpkg\.nets:make"):
         checkpoint_logits(tmp_path / "t", ["test"])
+    code, _, err = run_cli(["evaluate", str(tmp_path / "t")])
+    assert code != 0 and "--module userpkg.nets:make" in err and "Traceback" not in err
+    code, out, err = run_cli(
+        ["evaluate", str(tmp_path / "t"), "--module", "userpkg.nets:make", "--json", "-"]
+    )
+    assert code == 0, err
+    assert json.loads(out)["num_samples"] == 60
+    monkeypatch.setattr(external, "_ALLOWED", {})
+    argv = ["distill", "--teacher", str(tmp_path / "t"), "--student", "mlp", "--student-kwargs", "width=8",
+            "--epochs", "1", "--batch-size", "40", "--no-progress", "--out", str(tmp_path / "s")]  # fmt: skip
+    code, _, err = run_cli(argv)
+    assert code != 0 and "--teacher-module userpkg.nets:make" in err
+    code, _, err = run_cli([*argv, "--teacher-module", "userpkg.nets:make"])
+    assert code == 0, err
     use_module("userpkg.nets:make")
     assert checkpoint_logits(tmp_path / "t", ["test"]).logits["test"][0].shape == (60, 3)
 

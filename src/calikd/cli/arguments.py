@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from calikd.errors import ConfigError
+from calikd.models.external import use_module
 from calikd.utils.device import DEVICE_CHOICES, PRECISION_CHOICES
 from calikd.utils.io import check_writable_dir
 
@@ -19,6 +20,12 @@ def add_checkpoint_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument(
+        "--module",
+        metavar="PACKAGE.MODULE:FACTORY",
+        help="rebuild a checkpoint of your own model class (written by `calikd import-teacher --module`); "
+        "importing runs your code, so it happens only when you name it",
+    )
 
 
 def checkpoint_run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -27,6 +34,8 @@ def checkpoint_run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--n-bins must be >= 1; got {args.n_bins}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1; got {args.batch_size}")
+    if getattr(args, "module", None):
+        use_module(args.module)  # consent: checkpoints of that class may now be rebuilt
     return {
         "n_bins": args.n_bins,
         "data_dir": args.data_dir,

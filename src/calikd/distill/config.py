@@ -47,6 +47,11 @@ class DistillConfig(TrainingConfig, AugmentConfig):
     )
     ce_weight: float | None = option(None, "weight of the cross-entropy (default: the method's)", min=0.0)
     kd_weight: float | None = option(None, "weight of the distillation term (default: the method's)", min=0.0)
+    teacher_module: str | None = option(
+        None,
+        "package.module:factory of a teacher of your own class (imported as a checkpoint by "
+        "`calikd import-teacher --module`): importing runs your code, so it is done only when named",
+    )
     teacher_calibration: str = option(
         "auto",
         "none | temperature (stored, else fitted on val now) | auto (the stored calibrator if any) | PATH",
@@ -117,13 +122,14 @@ class DistillConfig(TrainingConfig, AugmentConfig):
         """Cross-field checks, then the method's own options (see :meth:`resolve`)."""
         self.resolve()
 
-    def resolve(self) -> ResolvedMethod:
+    def resolve(self, *, teacher_given: bool = False) -> ResolvedMethod:
         """Check the cross-field rules and resolve the method once: its options (the generic flags merged
-        in) checked and typed (unknown or invalid options fail here, before any work)."""
+        in) checked and typed (unknown or invalid options fail here, before any work). ``teacher_given``:
+        the teacher comes as a module (``distill(config, teacher=module)``), not as ``teacher``."""
         TrainingConfig.validate(self)
         AugmentConfig.validate(self)
         cls = distiller_class(self.method)
-        if cls.needs_teacher and not self.teacher:
+        if cls.needs_teacher and not (self.teacher or teacher_given):
             raise ConfigError(
                 f"method '{self.method}' needs a teacher: pass --teacher CKPT",
                 hint="train one with `calikd train-teacher`, or use --method ce for the student alone",

@@ -169,6 +169,15 @@ class DistillInputs:
         """The student's evaluation input: normalised, at the student's resolution."""
         return self._low(self.normalizer(images))
 
+    def teacher_full_eval(self, images: torch.Tensor) -> torch.Tensor:
+        """The teacher's own evaluation input at full resolution: normalised as its checkpoint says."""
+        return self._renormalize(self.normalizer(images))
+
+    def teacher_normalization_dict(self) -> dict[str, list[float]]:
+        """The normalisation the teacher sees (its checkpoint's; the dataset's when they agree)."""
+        mean, std = self.teacher_normalization or (self.info.mean, self.info.std)
+        return {"mean": list(mean), "std": list(std)}
+
     def teacher_eval(self, images: torch.Tensor) -> torch.Tensor:
         """The teacher's evaluation input in the variant it is distilled with."""
         full = self.normalizer(images)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 import calikd
-from calikd.data import BatchLoader, DatasetSplits, load_dataset
+from calikd.data import BatchLoader, DatasetInfo, DatasetSplits, dataset_info, load_dataset
 from calikd.distill.base import Distiller
 from calikd.distill.cache import TeacherLogitCache
 from calikd.distill.config import DistillConfig
@@ -22,20 +22,18 @@ from calikd.engine.precision import PrecisionChoice
 from calikd.engine.run import run_precision
 from calikd.errors import CheckpointError, ConfigError
 from calikd.models import create_model
+from calikd.store import checkpoint_dataset
 from calikd.utils.device import Precision
 
 
 def load_data(config: DistillConfig, teacher_meta: dict[str, Any] | None) -> DatasetSplits:
     """The dataset with the teacher's own split (its held-out val split is where it was calibrated)."""
-    own = dict((teacher_meta or {}).get("dataset", {}))
+    own = checkpoint_dataset(teacher_meta or {}, str(config.teacher))
     name = config.dataset or own.get("name")
     if not name:
         raise ConfigError("no dataset: pass --dataset (or a --teacher whose checkpoint records one)")
     if own and name != own.get("name"):
-        raise ConfigError(
-            f"dataset '{name}' differs from the teacher's '{own.get('name')}'",
-            hint="distil on the teacher's dataset (leave --dataset out)",
-        )
+        return _other_dataset(config, name, own)
     for key, default in (("val_fraction", 0.1), ("split_seed", 0)):
         given, theirs = getattr(config, key), own.get(key, default)
         if own and given is not None and given != theirs:
@@ -53,7 +51,7 @@ def load_data(config: DistillConfig, teacher_meta: dict[str, Any] | None) -> Dat
         )
     return load_dataset(
         name,
-        config.data_dir,
+        config.data_dir if config.data_dir is not None else own.get("data_dir"),  # where it was trained
         val_fraction=own.get("val_fraction", 0.1) if config.val_fraction is None else config.val_fraction,
         split_seed=own.get("split_seed", 0) if config.split_seed is None else config.split_seed,
         download=config.download,
@@ -61,12 +59,61 @@ def load_data(config: DistillConfig, teacher_meta: dict[str, Any] | None) -> Dat
     )
 
 
+def _same_classes(theirs: Any, info: DatasetInfo) -> bool:
+    """Whether a teacher's recorded class names are ``info``'s, named (not just ``0..n-1``) and in order."""
+    generic = [str(i) for i in range(info.num_classes)]
+    return bool(theirs) and list(theirs) == list(info.classes) and list(theirs) != generic
+
+
+def _other_dataset(config: DistillConfig, name: str, own: dict[str, Any]) -> DatasetSplits:
+    """Another dataset than the teacher's: allowed when it has the teacher's classes by name, in order
+    (checked before loading where the dataset's info is known without its files); its own splits."""
+    options = dict(config.dataset_options or {})
+
+    def refuse(classes: Any) -> ConfigError:
+        theirs = list(own.get("classes") or [])[:4]
+        return ConfigError(
+            f"dataset '{name}' differs from the teacher's '{own.get('name')}', and its classes "
+            f"{list(classes)[:4]}... are not shown to be the teacher's {theirs}...",
+            hint="distil on the teacher's dataset (leave --dataset out), or on one with the same named "
+            "classes",
+        )
+
+    try:
+        info = dataset_info(name, **options)
+    except ConfigError:
+        info = None  # its info depends on its files: checked once loaded
+    if info is not None and not _same_classes(own.get("classes"), info):
+        raise refuse(info.classes)
+    data = load_dataset(
+        name,
+        config.data_dir,
+        val_fraction=0.1 if config.val_fraction is None else config.val_fraction,
+        split_seed=0 if config.split_seed is None else config.split_seed,
+        download=config.download,
+        **options,
+    )
+    if not _same_classes(own.get("classes"), data.info):
+        raise refuse(data.info.classes)
+    return data
+
+
 def check_teacher_fits(meta: dict[str, Any], data: DatasetSplits, path: str) -> None:
+    """The teacher must know the dataset's classes (by name, where both record them) and channels."""
     info = data.info
     if meta.get("num_classes") != info.num_classes or meta.get("in_channels") != info.in_channels:
         raise CheckpointError(
             f"teacher '{path}' is for {meta.get('num_classes')} classes and {meta.get('in_channels')} "
             f"channels, but dataset '{info.name}' has {info.num_classes} classes and {info.in_channels}"
+        )
+    theirs = checkpoint_dataset(meta, path).get("classes")
+    generic = [str(i) for i in range(info.num_classes)]  # names of unnamed classes: nothing to compare
+    named = theirs and info.classes and generic not in (list(theirs), list(info.classes))
+    if named and list(theirs) != list(info.classes):
+        raise CheckpointError(
+            f"teacher '{path}' was trained on the classes {list(theirs)[:5]}..., dataset '{info.name}' has "
+            f"{list(info.classes)[:5]}...: the same number, but not the same classes in the same order",
+            hint="distil on a dataset with the teacher's classes, in its order",
         )
 
 

@@ -5,12 +5,16 @@ report (the teacher's numbers beside the student's)."""
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from calikd.calibration import CalibrationOnTestWarning, TemperatureScaling, save_calibrator
+from calikd.calibration.lookup import calibrator_stem
 from calikd.distill.base import Distiller
 from calikd.distill.cache import TeacherLogitCache
 from calikd.distill.config import DistillConfig
@@ -27,12 +31,21 @@ from calikd.engine.run import CHECKPOINT_FILES, RESUME_MAY_DIFFER, run_meta
 from calikd.errors import ConfigError
 from calikd.metrics import CalibrationReport, calibration_report
 from calikd.report.run import write_run_report
+from calikd.store.checkpoint import checkpoint_id
 from calikd.utils.config import config_to_dict
 from calikd.utils.io import json_text
 
-RUN_FILES = (*CHECKPOINT_FILES, "report.json", "report.md", "reliability.png")
+# the student's own temperature (fitted on val at the end of the run) is stored beside its last checkpoint
+STUDENT_CALIBRATOR = ("last.calibrator.json", "last.calibrator.safetensors")
+RUN_FILES = (*CHECKPOINT_FILES, *STUDENT_CALIBRATOR, "report.json", "report.md", "reliability.png")
 # also free to change on resume: where the teacher-logit cache lives and whether it is used
-DISTILL_MAY_DIFFER = RESUME_MAY_DIFFER | {"teacher_cache", "cache_dir", "teacher_numbers", "teacher"}
+DISTILL_MAY_DIFFER = RESUME_MAY_DIFFER | {
+    "teacher_cache",
+    "cache_dir",
+    "teacher_numbers",
+    "teacher",
+    "teacher_module",
+}
 
 
 @dataclass(kw_only=True)
@@ -44,6 +57,8 @@ class DistillResult(RunResult):
     student_test_best: dict[str, Any]
     teacher: dict[str, Any]
     cache: dict[str, Any] | None = None
+    # the last-epoch student temperature-scaled on val: temperature, test metrics, calibrator file
+    student_calibrated: dict[str, Any] | None = None
 
 
 def check_same_distillation(
@@ -172,7 +187,8 @@ class DistillTask(TrainTask):
             return {}, {}
         numbers = teacher.describe()
         described = inputs.describe()
-        views: dict[str, Any] = {"full": (inputs.normalizer, {"normalization": described["normalization"]})}
+        full = {"normalization": inputs.teacher_normalization_dict()}
+        views: dict[str, Any] = {"full": (inputs.teacher_full_eval, full)}
         if config.teacher_input == "low":
             low = {k: described[k] for k in ("normalization", "student_resolution", "teacher_input")}
             views["low"] = (inputs.teacher_eval, {**low, "student_upscale": config.student_upscale})
@@ -203,10 +219,12 @@ class DistillTask(TrainTask):
         config, runtime = self.config, self.runtime
         teacher_numbers, numbers_note = self._teacher_numbers()
         self.panels["student (last epoch)"] = fitted.test_last
+        calibrated = self._calibrate_student(fitted.out_dir)
         return DistillResult(
             **fitted.common(),
             student_test_last=fitted.test_last.scalars(),
             student_test_best=fitted.test_best.scalars(),
+            student_calibrated=calibrated,
             teacher=teacher_numbers,
             cache=self.cache.stats() if self.cache is not None else None,
             extra={
@@ -220,6 +238,31 @@ class DistillTask(TrainTask):
                 **numbers_note,
             },
         )
+
+    def _calibrate_student(self, out_dir: Path) -> dict[str, Any] | None:
+        """Temperature scaling of the last-epoch student, fitted on val (never test), stored beside its
+        checkpoint (``calikd export`` folds it in), and its test metrics; None without a val split."""
+        if len(self.data.val) == 0:
+            return None
+        val_logits, val_labels = self.predict(self.model, self.data.val)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", CalibrationOnTestWarning)
+                calibrator = TemperatureScaling().fit(val_logits, val_labels, split="val")
+        except ConfigError as exc:  # e.g. a student that is right on every val sample: no finite T
+            return {"temperature": None, "note": str(exc).splitlines()[0]}
+        calibrator.record["checkpoint_id"] = checkpoint_id(out_dir / "last")
+        stem = calibrator_stem(out_dir / "last")
+        if self.runtime.is_main:
+            save_calibrator(calibrator, stem)
+        test_logits, test_labels = self.predict(self.model, self.data.test)
+        report = calibration_report(calibrator.transform(test_logits), test_labels)
+        self.panels["student (last epoch), temperature-scaled"] = report
+        return {
+            "temperature": float(calibrator.temperature),
+            "test_last": report.scalars(),
+            "calibrator": str(stem) + ".json",
+        }
 
     def write(self, result: RunResult) -> None:
         write_run_report(result.to_dict(), self.panels, result.out_dir)

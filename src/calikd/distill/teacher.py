@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,6 +153,48 @@ def load_teacher(
         calibration=str(spec),
         calibration_source=source,
         notes=notes,
+    )
+
+
+def module_teacher(
+    module: nn.Module,
+    meta: dict[str, Any],
+    calibration: str | CalibratorSpec = "none",
+    *,
+    device: torch.device,
+    val_logits: Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> DistillTeacher:
+    """An ``nn.Module`` in memory as the teacher (``distill(config, teacher=module, ...)``): frozen, on
+    ``device``; ``calibration`` ``none`` or ``temperature`` (fitted now on val: a module has no stored
+    calibrator)."""
+    spec = parse_calibrator_spec(calibration, keywords=("none", "temperature"), paths=False)
+    model = module.to(device).eval().requires_grad_(False)
+    _check_finite_weights(model, "the given teacher module")
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    ident = digest.hexdigest()[:16]
+    calibrator, source = None, "none (raw logits)"
+    if spec.kind == "temperature":
+        if val_logits is None:
+            raise ConfigError("fitting the teacher's temperature needs its val split (val_logits=)")
+        logits, labels = val_logits(model)
+        if len(labels) == 0:
+            raise ConfigError("cannot fit the teacher's temperature: the dataset has no val split")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CalibrationOnTestWarning)
+            calibrator = TemperatureScaling().fit(logits, labels, split="val")
+        calibrator.record["checkpoint_id"] = ident
+        source = f"fitted now on the val split ({len(labels)} samples)"
+    return DistillTeacher(
+        model=model,
+        meta=meta,
+        path=f"<{type(module).__name__} in memory>",
+        checkpoint_id=ident,
+        calibrator=calibrator,
+        calibration=str(spec),
+        calibration_source=source,
     )
 
 

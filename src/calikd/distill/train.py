@@ -4,14 +4,15 @@ the distillation task (:mod:`calikd.distill.task`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
+from torch import nn
 
 from calikd.augment import AugmentConfig
-from calikd.data import DatasetSplits
+from calikd.data import DatasetInfo, DatasetSplits
 from calikd.distill.config import DistillConfig
 from calikd.distill.inputs import DistillInputs
 from calikd.distill.prepare import (
@@ -24,7 +25,7 @@ from calikd.distill.prepare import (
 )
 from calikd.distill.registry import create_distiller
 from calikd.distill.task import DistillResult, DistillTask
-from calikd.distill.teacher import DistillTeacher, load_teacher
+from calikd.distill.teacher import DistillTeacher, load_teacher, module_teacher
 from calikd.engine.config import build_optimization
 from calikd.engine.distributed import Distributed, sync_batch_norm
 from calikd.engine.evaluate import predict_logits
@@ -33,11 +34,51 @@ from calikd.engine.frozen import FrozenRunner
 from calikd.engine.run import locks_run_dir, train_loader
 from calikd.errors import ConfigError
 from calikd.models import create_model, model_info
-from calikd.store import read_checkpoint
+from calikd.models.external import use_module
+from calikd.store import checkpoint_preprocessing, read_checkpoint
 from calikd.utils.config import config_fields
 from calikd.utils.seed import derive_seed
 
 __all__ = ["DistillResult", "distill"]
+
+
+def _check_module_teacher(config: DistillConfig, teacher: Any, normalization: Any) -> nn.Module | None:
+    """The teacher module given to :func:`distill`, checked (None when the teacher is a checkpoint)."""
+    if teacher is None:
+        return None
+    if not isinstance(teacher, nn.Module):
+        raise ConfigError(f"teacher= takes a torch nn.Module, got {type(teacher).__name__}")
+    if config.teacher:
+        raise ConfigError(
+            "two teachers: config.teacher (a checkpoint) and teacher= (a module)", hint="give one of them"
+        )
+    if normalization is None:
+        raise ConfigError(
+            "teacher= needs teacher_normalization=(mean, std): how the module was trained to be fed",
+            hint="per channel in [0, 1] units; (0, 1) for a module fed raw [0, 1] pixels",
+        )
+    return teacher
+
+
+def _module_meta(module: nn.Module, info: DatasetInfo, normalization: Any) -> dict[str, Any]:
+    """What a checkpoint would record of a teacher module: its input and its dataset."""
+    if isinstance(normalization, Mapping):
+        mean, std = normalization.get("mean"), normalization.get("std")
+    else:
+        mean, std = normalization
+
+    def as_list(v: Any) -> list[float]:
+        return [float(v)] * info.in_channels if isinstance(v, (int, float)) else [float(x) for x in v]
+
+    return {
+        "role": "teacher",
+        "model": {"name": type(module).__name__, "kwargs": {}},
+        "num_classes": info.num_classes,
+        "in_channels": info.in_channels,
+        "input_size": list(info.image_size),
+        "normalization": {"mean": as_list(mean), "std": as_list(std)},
+        "dataset": {"name": info.name, "classes": list(info.classes)},
+    }
 
 
 @locks_run_dir  # the run folder's lock, taken in prepare_run_dir, ends with the run
@@ -45,6 +86,8 @@ def distill(
     config: DistillConfig,
     *,
     data: DatasetSplits | None = None,
+    teacher: nn.Module | None = None,
+    teacher_normalization: tuple[Sequence[float], Sequence[float]] | Mapping[str, Any] | None = None,
     on_step: Callable[[int], None] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> DistillResult:
@@ -53,6 +96,10 @@ def distill(
     ``data`` skips loading the dataset; ``on_step(global_step)`` is called after every optimizer step;
     ``log`` receives one line per epoch (``None`` silences it).
 
+    ``teacher``: any ``nn.Module`` in memory as the teacher, instead of a checkpoint in ``config.teacher``;
+    ``teacher_normalization`` (``(mean, std)`` per channel, in [0, 1] units) says how it was trained to be
+    fed and is required with it. Its calibration is ``none`` or ``temperature`` (fitted now on val).
+
     Under ``torchrun`` (an open process group) every rank calls this: the student (and the method's own
     parts) train under DistributedDataParallel with ``batch_size`` as the global batch; the frozen teacher is
     not wrapped; metrics come from all samples; rank 0 alone logs and writes files (see
@@ -60,7 +107,8 @@ def distill(
     """
     runtime = Distributed.current()
     say = (log or (lambda _msg: None)) if runtime.is_main else (lambda _msg: None)
-    method = config.resolve()  # the method's options, checked and typed once
+    module = _check_module_teacher(config, teacher, teacher_normalization)
+    method = config.resolve(teacher_given=module is not None)  # the method's options, checked and typed once
     device = runtime.device(config.device)
     model_info(config.student)
     needs_teacher = method.distiller_class.needs_teacher
@@ -76,10 +124,18 @@ def distill(
             hint="run it on one process (without torchrun)",
         )
 
+    if config.teacher_module:
+        use_module(config.teacher_module)  # the user named it: its checkpoints may now be rebuilt
     teacher_meta = read_checkpoint(config.teacher).meta if config.teacher else None
     if data is None:
         data = load_data(config, teacher_meta)
     info = data.info
+    if module is not None:
+        teacher_meta = _module_meta(module, info, teacher_normalization)
+    normalization = None
+    if teacher_meta is not None and needs_teacher:  # the teacher is fed as its checkpoint says, always
+        pre = checkpoint_preprocessing(teacher_meta, str(config.teacher or "teacher="))
+        normalization = (pre.mean, pre.std)
     if teacher_meta is not None:
         check_teacher_fits(teacher_meta, data, str(config.teacher))
     if config.method_preset == "paper":
@@ -96,8 +152,8 @@ def distill(
         resolution_mode=config.resolution_mode,
         student_upscale=config.student_upscale,
         teacher_input=config.teacher_input,
+        teacher_normalization=normalization,
     )
-    full_eval = inputs.normalizer
     out_dir = Path(
         config.out or config.default_out(info.name, teacher_meta["model"]["name"] if teacher_meta else None)
     )
@@ -107,22 +163,27 @@ def distill(
     precision = choice.precision
     say(choice.line())
 
-    teacher: DistillTeacher | None = None
-    if config.teacher and needs_teacher:
-        teacher = load_teacher(
-            config.teacher,
-            config.teacher_calibration,
+    def val_logits(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        return predict_logits(
+            m,
+            data.val,
+            inputs.teacher_full_eval,
             device=device,
-            val_logits=lambda m: predict_logits(
-                m,
-                data.val,
-                full_eval,
-                device=device,
-                precision=precision,
-                batch_size=config.eval_batch_size,
-                runtime=runtime,
-            ),
+            precision=precision,
+            batch_size=config.eval_batch_size,
+            runtime=runtime,
         )
+
+    frozen: DistillTeacher | None = None
+    if module is not None and needs_teacher:
+        calibration = "none" if config.teacher_calibration == "auto" else config.teacher_calibration
+        frozen = module_teacher(module, teacher_meta, calibration, device=device, val_logits=val_logits)
+    elif config.teacher and needs_teacher:
+        frozen = load_teacher(
+            config.teacher, config.teacher_calibration, device=device, val_logits=val_logits
+        )
+    teacher = frozen
+    if teacher is not None:
         if precision.channels_last:
             teacher.model.to(memory_format=torch.channels_last)
         for note in teacher.notes:

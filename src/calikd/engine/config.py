@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from calikd.engine.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
+from calikd.engine.tracking import parse_log_targets
 from calikd.errors import ConfigError
 from calikd.utils.config import option
 from calikd.utils.device import DEVICE_CHOICES, PRECISION_CHOICES, PRECISION_HELP
@@ -45,6 +46,9 @@ class TrainingConfig:
     resume: bool = option(False, "continue from the last checkpoint in the output folder")
     overwrite: bool = option(False, "start afresh even if the output folder holds an earlier run")
     progress: bool = option(True, "show a progress bar")
+    log: list[str] = option(
+        [], "experiment trackers, several allowed: tensorboard, mlflow, wandb (offline; calikd[track])"
+    )
 
     def validate(self) -> None:
         """Cross-field checks."""
@@ -54,6 +58,7 @@ class TrainingConfig:
             raise ConfigError("resume and overwrite exclude each other: choose one")
         if any(m > self.epochs for m in self.milestones):
             raise ConfigError(f"milestones {self.milestones} must lie within the {self.epochs} epochs")
+        parse_log_targets(self.log)
 
     def effective_milestones(self) -> list[float]:
         """Milestones in epochs, defaulting to 50% and 75% of training."""

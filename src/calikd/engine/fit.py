@@ -36,6 +36,7 @@ from calikd.engine.run import (
     save_epoch_checkpoints,
     seed_epoch,
 )
+from calikd.engine.tracking import Trackers
 from calikd.errors import ConfigError
 from calikd.metrics import summary_metrics
 from calikd.store import load_state_into, read_checkpoint
@@ -189,7 +190,7 @@ def fit(
     and return its result; ``on_step(global_step)`` follows every optimizer step, ``say`` gets the log lines.
 
     The caller holds the run folder's lock (:func:`~calikd.engine.run.locks_run_dir`)."""
-    config, choice, device, runtime = task.config, task.choice, task.device, task.runtime
+    config, runtime = task.config, task.runtime
     prepare_run_dir(
         out_dir, resume=config.resume, overwrite=config.overwrite, run_files=task.run_files, runtime=runtime
     )
@@ -218,6 +219,59 @@ def fit(
         say(f"resuming {out_dir} after epoch {state['epoch']}")
 
     check_ranks_agree(runtime, start_epoch, out_dir)
+    trackers = Trackers(config.log if runtime.is_main else [], out_dir, out_dir.name)
+    try:
+        result = _train(task, out_dir, history, best, best_epoch, start_epoch, on_step, say, trackers)
+    except BaseException:
+        trackers.close(failed=True)
+        raise
+    trackers.close()
+    return result
+
+
+def _tracked(record: Mapping[str, Any]) -> dict[str, Any]:
+    """An epoch's record as tracker keys: ``train_loss`` -> ``train/loss``, ``val_ece`` -> ``val/ece``."""
+    out = {}
+    for key, value in record.items():
+        if key == "epoch":  # the step itself
+            continue
+        head, _, rest = key.partition("_")
+        out[f"{head}/{rest}" if head in ("train", "val") and rest else key] = value
+    return out
+
+
+def _track_result(trackers: Trackers, run: Mapping[str, Any], out_dir: Path, epoch: int) -> None:
+    """A finished run's numbers for the trackers: test metrics (last, best, calibrated), the teacher's
+    before and after calibration (a distillation), and the reliability diagrams."""
+    final: dict[str, Any] = {}
+    for key in ("test_last", "test_best", "student_test_last", "student_test_best"):
+        for metric, value in (run.get(key) or {}).items():
+            final[f"{key.removeprefix('student_')}/{metric}"] = value
+    for metric, value in ((run.get("student_calibrated") or {}).get("test_last") or {}).items():
+        final[f"test_last_calibrated/{metric}"] = value
+    for view, splits in ((run.get("teacher") or {}).get("metrics") or {}).items():
+        for split, kinds in splits.items():
+            for kind, metrics in kinds.items():
+                prefix = "teacher" if view == "full" else f"teacher_{view}"
+                final.update({f"{prefix}/{split}_{kind}/{m}": v for m, v in metrics.items()})
+    trackers.log_metrics(final, epoch)
+    trackers.log_image("reliability", out_dir / "reliability.png", epoch)
+
+
+def _train(
+    task: TrainTask,
+    out_dir: Path,
+    history: list[dict[str, float]],
+    best: dict[str, float] | None,
+    best_epoch: int,
+    start_epoch: int,
+    on_step: Callable[[int], None] | None,
+    say: Callable[[str], None],
+    trackers: Trackers,
+) -> RunResult:
+    """The epochs from ``start_epoch`` on, the final test, the result and its files."""
+    config, choice, device, runtime = task.config, task.choice, task.device, task.runtime
+    trackers.log_config(config_to_dict(config))
     task.wrap()
     step = (start_epoch - 1) * len(task.loader)
 
@@ -258,6 +312,7 @@ def fit(
             "best_epoch": best_epoch,
         }
         save_epoch_checkpoints(out_dir, model, meta, train_state, is_best=is_best, runtime=runtime)
+        trackers.log_metrics(_tracked(record), epoch)
         say(
             f"epoch {epoch:>3}/{config.epochs}  {task.loss_text(stats)}  val acc {val['accuracy']:.4f} "
             f"nll {val['nll']:.4f} ece {val['ece']:.4f}  {stats['images_per_s']:.0f} img/s"
@@ -286,4 +341,5 @@ def fit(
     result = task.result(fitted)
     if runtime.is_main:
         task.write(result)
+        _track_result(trackers, result.to_dict(), out_dir, config.epochs)
     return result

@@ -26,7 +26,7 @@ from calikd.utils.seed import derive_seed, make_generator
 
 # Config keys that may change between a run and its resumption without changing the result.
 RESUME_MAY_DIFFER = frozenset(
-    {"resume", "overwrite", "progress", "device", "out", "eval_batch_size", "data_dir", "download"}
+    {"resume", "overwrite", "progress", "device", "out", "eval_batch_size", "data_dir", "download", "log"}
 )
 
 

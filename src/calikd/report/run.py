@@ -33,10 +33,14 @@ def run_rows(
     """The test metrics of a run, one row per model: the student at its last and at its best-on-val epoch,
     then the teacher uncalibrated and calibrated for each of its input ``views`` (all by default; a view
     other than ``full`` is named in the label). Cells are the raw values (``None`` where one is missing)."""
-    rows = [
-        [last_label, *columns.values(run["student_test_last"])],
-        [f"student, best on val (epoch {run['best_epoch']})", *columns.values(run["student_test_best"])],
-    ]
+    rows = [[last_label, *columns.values(run["student_test_last"])]]
+    calibrated = run.get("student_calibrated") or {}
+    if calibrated.get("test_last"):
+        label = f"{last_label}, temperature-scaled (T = {calibrated['temperature']:.3f}, fitted on val)"
+        rows.append([label, *columns.values(calibrated["test_last"])])
+    rows.append(
+        [f"student, best on val (epoch {run['best_epoch']})", *columns.values(run["student_test_best"])]
+    )
     for view, splits in ((run.get("teacher") or {}).get("metrics") or {}).items():
         if views is not None and view not in views:
             continue
