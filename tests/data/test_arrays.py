@@ -161,8 +161,9 @@ def test_arrays_from_the_cli(tmp_path: Path, run_cli) -> None:
     code, out, err = run_cli(argv)
     assert code == 0, err
     meta = json.loads((run / "last.json").read_text())
-    assert (
-        meta["dataset"]["name"] == "arrays"
-        if isinstance(meta["dataset"], dict)
-        else meta["dataset"] == "arrays"
-    )
+    assert meta["dataset"]["name"] == "arrays" and meta["dataset"]["data_dir"] == str(path.resolve())
+    code, out, err = run_cli(["evaluate", str(run), "--json", "-"])  # the data's place is recorded
+    assert code == 0, err
+    assert json.loads(out)["num_samples"] == 40
+    code, _, err = run_cli(["calibrate", str(run), "--no-plots"])
+    assert code == 0, err

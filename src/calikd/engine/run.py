@@ -185,6 +185,12 @@ def run_meta(
             "val_fraction": data.val_fraction,
             "split_seed": data.split_seed,
             "options": dict(data.options),
+            # where its files were: later commands (evaluate, calibrate, distill) find them without --data-dir
+            **(
+                {"data_dir": str(Path(config.data_dir).resolve())}
+                if getattr(config, "data_dir", None)
+                else {}
+            ),
         },
         "normalization": {"mean": list(info.mean), "std": list(info.std)},
         **extra,
