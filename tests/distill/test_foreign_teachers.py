@@ -128,3 +128,20 @@ def test_a_distillation_run_logs_the_teacher_before_and_after_calibration(tmp_pa
     assert {"teacher/test_raw/ece", "teacher/test_calibrated/ece", "test_last_calibrated/ece"} <= scalars
     assert {"val/accuracy", "train/loss_kd", "lr"} <= scalars and "epoch" not in scalars
     assert events.Images("reliability")[0].step == 1
+
+
+def test_calibrate_any_module_on_val() -> None:
+    from calikd.teacher.calibrate import calibrate_module
+
+    module = _raw_pixel_teacher()
+    methods = ["temperature", "vector"]
+    outcome = calibrate_module(module, "synthetic", normalization=(0.0, 1.0), methods=methods, **SYN)
+    assert set(outcome.calibrators) == {"temperature", "vector"} and outcome.fit_split == "val"
+    data = load_dataset("synthetic", **SYN)
+    with torch.no_grad():
+        want = float((module(data.test.images.float() / 255.0).argmax(1) == data.test.labels).float().mean())
+    assert outcome.before["test"].accuracy == pytest.approx(want)
+    cal = outcome.calibrators["temperature"]
+    assert cal.temperature == pytest.approx(outcome.records["temperature"]["params"]["temperature"])
+    with pytest.raises(ConfigError, match=r"takes a torch nn\.Module"):
+        calibrate_module("resnet20", "synthetic", normalization=(0, 1), **SYN)

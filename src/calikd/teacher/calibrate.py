@@ -12,18 +12,23 @@ Artifacts live next to the checkpoint ``<stem>.safetensors``:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+from torch import nn
+
 from calikd.calibration import Calibrator, create_calibrator, list_calibrators
 from calikd.calibration.lookup import calibrator_suffix, checkpoint_stem, suffixed
-from calikd.engine.evaluate import RunOptions, checkpoint_logits
+from calikd.data import DatasetSplits, EvalTransform, load_dataset
+from calikd.engine.evaluate import RunOptions, checkpoint_logits, predict_logits
 from calikd.errors import CalikdError, ConfigError, did_you_mean
 from calikd.metrics import CalibrationReport, calibration_report
 from calikd.report.calibration import calibration_markdown, write_calibration_plot
 from calikd.store.checkpoint import checkpoint_id
+from calikd.utils.device import resolve_device, resolve_precision
 from calikd.utils.io import atomic_write_bytes, atomic_write_json
 from calikd.utils.run_lock import hold_run_dir, locks_run_dir
 
@@ -64,6 +69,7 @@ class CalibrationOutcome:
     before: dict[str, CalibrationReport]  # split -> report
     after: dict[str, dict[str, CalibrationReport]]  # method -> split -> report
     records: dict[str, dict[str, Any]]  # method -> what the calibrator fitted
+    calibrators: dict[str, Calibrator] = field(default_factory=dict, repr=False)  # method -> fitted
     artifacts: dict[str, str] = field(default_factory=dict)  # method -> calibrator JSON path
     report_files: list[str] = field(default_factory=list)
     plot: str | None = None  # reliability diagrams (PNG)
@@ -133,37 +139,13 @@ def calibrate_checkpoint(
         hold_run_dir(written.parent)
     splits = tuple(dict.fromkeys((fit_split, "val", "test")))
     outputs = checkpoint_logits(checkpoint, splits, **run)
-    fit_logits, fit_labels = outputs.logits[fit_split]
-    if len(fit_labels) == 0:
+    if len(outputs.logits[fit_split][1]) == 0:
         raise ConfigError(
             f"the '{fit_split}' split of checkpoint '{checkpoint}' is empty (trained with val_fraction=0?)",
             hint="retrain the teacher with a held-out validation split (e.g. --val-fraction 0.1)",
         )
-    before = {s: calibration_report(*outputs.logits[s], n_bins=n_bins) for s in ("val", "test")}
-    fitted: dict[str, Calibrator] = {}
-    for method in names:
-        kwargs = {"objective": objective} if method == "temperature" else {}
-        try:
-            fitted[method] = create_calibrator(method, **kwargs).fit(fit_logits, fit_labels, split=fit_split)
-        except CalikdError as exc:
-            raise type(exc)(f"{method}: {exc.message}", exc.hint) from exc
-    after = {
-        m: {
-            s: calibration_report(cal.transform(outputs.logits[s][0]), outputs.logits[s][1], n_bins=n_bins)
-            for s in ("val", "test")
-        }
-        for m, cal in fitted.items()
-    }
-    outcome = CalibrationOutcome(
-        checkpoint=str(checkpoint),
-        dataset=outputs.dataset,
-        fit_split=fit_split,
-        methods=names,
-        objective=objective,
-        before=before,
-        after=after,
-        records={m: cal.record for m, cal in fitted.items()},
-    )
+    outcome = _fit_all(str(checkpoint), outputs.dataset, outputs.logits, names, objective, fit_split, n_bins)
+    fitted, before, after = outcome.calibrators, outcome.before, outcome.after
     if write:
         suffixes = {m: calibrator_suffix(None if i == 0 else m) for i, m in enumerate(fitted)}
         targets = {m: suffixed(written, suffix) for m, suffix in suffixes.items()}
@@ -181,3 +163,83 @@ def calibrate_checkpoint(
             cal.record["checkpoint_id"] = weights
             cal.save(targets[method])
     return outcome
+
+
+def _fit_all(
+    source: str,
+    dataset: str,
+    logits: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    names: list[str],
+    objective: str,
+    fit_split: str,
+    n_bins: int,
+) -> CalibrationOutcome:
+    """Fit every calibrator of ``names`` on ``logits[fit_split]``; val and test reports before and after."""
+    fit_logits, fit_labels = logits[fit_split]
+    before = {s: calibration_report(*logits[s], n_bins=n_bins) for s in ("val", "test")}
+    fitted: dict[str, Calibrator] = {}
+    for method in names:
+        kwargs = {"objective": objective} if method == "temperature" else {}
+        try:
+            fitted[method] = create_calibrator(method, **kwargs).fit(fit_logits, fit_labels, split=fit_split)
+        except CalikdError as exc:
+            raise type(exc)(f"{method}: {exc.message}", exc.hint) from exc
+    after = {
+        m: {
+            s: calibration_report(cal.transform(logits[s][0]), logits[s][1], n_bins=n_bins)
+            for s in ("val", "test")
+        }
+        for m, cal in fitted.items()
+    }
+    return CalibrationOutcome(
+        checkpoint=source,
+        dataset=dataset,
+        fit_split=fit_split,
+        methods=names,
+        objective=objective,
+        before=before,
+        after=after,
+        records={m: cal.record for m, cal in fitted.items()},
+        calibrators=fitted,
+    )
+
+
+def calibrate_module(
+    module: nn.Module,
+    dataset: str | DatasetSplits,
+    *,
+    normalization: tuple[Sequence[float], Sequence[float]],
+    methods: Sequence[str] = ("temperature",),
+    objective: str = "nll",
+    n_bins: int = 15,
+    device: str = "auto",
+    batch_size: int = 1024,
+    **dataset_kwargs: Any,
+) -> CalibrationOutcome:
+    """Fit calibrators to any ``nn.Module`` on the val split of ``dataset`` (a name, loaded with
+    ``dataset_kwargs`` such as ``data_dir``, ``val_fraction``, ``split_seed``; or ready splits), fed with
+    its own ``normalization`` ``(mean, std)``; val and test metrics before and after. The fitted
+    calibrators are in ``outcome.calibrators``; nothing is written."""
+    names = resolve_methods(methods)
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective '{objective}'{did_you_mean(objective, OBJECTIVES)}")
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"calibrate_module takes a torch nn.Module, got {type(module).__name__}")
+    data = dataset if isinstance(dataset, DatasetSplits) else load_dataset(dataset, **dataset_kwargs)
+    if len(data.val) == 0:
+        raise ConfigError("the dataset has no val split to fit on", hint="load it with val_fraction > 0")
+    mean, std = normalization
+    transform = EvalTransform(
+        [float(mean)] * data.info.in_channels if isinstance(mean, (int, float)) else mean,
+        [float(std)] * data.info.in_channels if isinstance(std, (int, float)) else std,
+    )
+    dev = resolve_device(device)
+    module = module.to(dev).eval()
+    precision = resolve_precision("fp32", dev)
+    logits = {
+        split: predict_logits(module, data.split(split), transform, device=dev, precision=precision,
+                              batch_size=batch_size)
+        for split in ("val", "test")
+    }  # fmt: skip
+    name = f"<{type(module).__name__} in memory>"
+    return _fit_all(name, data.info.name, logits, names, objective, "val", n_bins)
