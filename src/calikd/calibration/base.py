@@ -25,6 +25,12 @@ from typing import Any, ClassVar, TypeVar
 import torch
 
 from calikd.errors import ConfigError
+from calikd.metrics import (
+    check_logits_labels,
+    expected_calibration_error,
+    looks_like_probabilities,
+    negative_log_likelihood,
+)
 
 __all__ = [
     "CalibrationConvergenceWarning",
@@ -81,8 +87,6 @@ def _check_values(values: Any, *, from_probs: bool, what: str = "logits") -> Non
         return
     if not torch.isfinite(values).all():
         raise ConfigError(f"{what} contain NaN or inf", hint="check the model's outputs (diverged training?)")
-    from calikd.metrics import looks_like_probabilities
-
     if from_probs:
         v, tol = values.double(), max(1e-3, 4 * torch.finfo(values.dtype).eps)  # as calikd.metrics
         if not (((v >= 0) & (v <= 1)).all() and bool(((v.sum(1) - 1).abs() <= tol).all())):
@@ -198,8 +202,6 @@ class Calibrator(abc.ABC):
                 CalibrationOnTestWarning,
                 stacklevel=2,
             )
-        from calikd.metrics import check_logits_labels, expected_calibration_error, negative_log_likelihood
-
         _check_values(logits, from_probs=from_probs)
         check_logits_labels(logits, labels, from_probs=from_probs)
         z = to_log_space(logits.detach().cpu(), from_probs=from_probs)

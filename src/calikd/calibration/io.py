@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
+from calikd import __version__
 from calikd.calibration.base import Calibrator
 from calikd.calibration.registry import calibrator_class, list_calibrators
 from calikd.errors import CheckpointError, ConfigError, did_you_mean
@@ -99,8 +100,6 @@ def save_calibrator(calibrator: Calibrator, path: str | os.PathLike[str]) -> lis
 
 
 def _version() -> str:
-    from calikd import __version__
-
     return __version__
 
 

@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 
+from calikd import metrics
 from calikd.calibration.base import CalibrationConvergenceWarning, CalibrationWarning, Calibrator
 from calikd.calibration.registry import register_calibrator
 from calikd.errors import ConfigError
@@ -279,8 +280,6 @@ def fit_temperature_grid(
 
 def _objective_fn(name: str, zc: torch.Tensor, labels: torch.Tensor, n_bins: int) -> Callable[[float], float]:
     """``T -> objective(logits / T)`` using :mod:`calikd.metrics` (imported lazily)."""
-    from calikd import metrics
-
     if name == "ece":
         return lambda t: metrics.expected_calibration_error(zc / t, labels, n_bins=n_bins, binning="width")
     if name == "ace":

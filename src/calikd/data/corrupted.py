@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from calikd.corruptions import corrupt, list_corruptions, resolve_corruptions, resolve_table
 from calikd.corruptions.base import SEVERITIES
 from calikd.data.dataset import ArrayDataset
 from calikd.errors import DataError
@@ -58,8 +59,6 @@ def corrupt_uint8(
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Corrupt uint8 images ``(N, C, H, W)`` chunk by chunk (see the module docstring); uint8 on the CPU."""
-    from calikd.corruptions import corrupt
-
     out = torch.empty_like(images, device="cpu")
     for start in range(0, images.shape[0], CHUNK):
         chunk = images[start : start + CHUNK].to(device).float().div_(255.0)
@@ -81,8 +80,6 @@ class GeneratedCorruptions:
         table: str = "auto",
         device: torch.device | str = "cpu",
     ) -> None:
-        from calikd.corruptions import resolve_corruptions, resolve_table
-
         self.split = split
         self.corruptions = resolve_corruptions(list(corruptions))
         self.seed = int(seed)
@@ -158,8 +155,6 @@ class CorruptedSet:
         names = sorted(p.stem for p in self.folder.glob("*.npy") if p.stem != "labels")
         if not names:
             raise DataError(f"'{self.folder}' holds no <corruption>.npy file")
-        from calikd.corruptions import list_corruptions
-
         known = list_corruptions()
         self.corruptions = [n for n in known if n in names] + [n for n in names if n not in known]
 

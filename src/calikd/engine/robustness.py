@@ -17,10 +17,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from calikd.calibration.lookup import parse_calibrator_spec, resolve_calibrator
+from calikd.corruptions import list_corruptions, resolve_corruptions
 from calikd.data.corrupted import SEVERITIES, CorruptedSet, CorruptionSource, GeneratedCorruptions
 from calikd.engine.evaluate import EVAL_CALIBRATIONS, EvalModel, LoadOptions, load_for_eval
 from calikd.engine.progress import progress_bar
 from calikd.errors import DataError
+from calikd.metrics import calibration_report
+from calikd.metrics.robustness import corruption_errors, mean_corruption_error, per_corruption
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -59,8 +62,6 @@ class RobustnessResult:
 
 
 def _scalars(logits: torch.Tensor, labels: torch.Tensor, n_bins: int) -> dict[str, float]:
-    from calikd.metrics import calibration_report
-
     report = calibration_report(logits, labels, n_bins=n_bins).scalars()
     return {m: float(report[m]) for m in METRICS}
 
@@ -87,8 +88,6 @@ def _source(
     seed: int,
     table: str,
 ) -> CorruptionSource:
-    from calikd.corruptions import resolve_corruptions
-
     if corrupted_dir is None:
         return GeneratedCorruptions(
             loaded.data.test, resolve_corruptions(corruptions), seed=seed, table=table, device=loaded.device
@@ -129,9 +128,6 @@ def evaluate_corruptions(
 ) -> RobustnessResult:
     """Metrics of a checkpoint (and of ``baseline``, for mCE) on every corruption and severity
     (``load``: see :func:`calikd.engine.evaluate.load_for_eval`)."""
-    from calikd.corruptions import list_corruptions
-    from calikd.metrics.robustness import corruption_errors, mean_corruption_error, per_corruption
-
     spec = parse_calibrator_spec(calibration, keywords=EVAL_CALIBRATIONS)
     calibrator, calibrator_path = resolve_calibrator(path, spec)
     loaded = load_for_eval(path, **load)

@@ -30,11 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from calikd.analysis import correlate, rank_agreement
+from calikd.calibration import create_calibrator
 from calikd.calibration.lookup import parse_calibrator_spec, resolve_calibrator
 from calikd.engine.evaluate import RunOptions, checkpoint_logits
 from calikd.errors import CalikdError, ConfigError, did_you_mean
+from calikd.metrics import calibration_report
 from calikd.report.columns import RANKING
 from calikd.report.ranking import ranking_legend, ranking_table
+from calikd.store.checkpoint import checkpoint_id
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -184,9 +188,6 @@ def rank_teachers(
     checkpoints whose val splits differ (another split seed, val fraction or dataset options) are ranked
     with a warning, since their numbers come from different samples. Needs at least two checkpoints.
     """
-    from calikd.metrics import calibration_report
-    from calikd.store.checkpoint import checkpoint_id
-
     criterion = check_criterion(criterion)
     spec = parse_calibrator_spec(calibration, keywords=CALIBRATIONS, paths=False)
     paths = [str(p) for p in checkpoints]
@@ -240,8 +241,6 @@ def rank_teachers(
             metrics=raw,
         )
         if spec.kind == "temperature":
-            from calikd.calibration import create_calibrator
-
             try:
                 calibrator = create_calibrator("temperature").fit(logits, labels, split=SPLIT)
             except CalikdError as exc:
@@ -331,8 +330,6 @@ def check_against_students(
     and ``message`` (``None`` when the agreement was computed, else why not, e.g. fewer than 2 teachers with
     students).
     """
-    from calikd.analysis import correlate, rank_agreement
-
     by_id = {r.checkpoint_id: r for r in ranking.rows}
     runs: dict[str, list[Any]] = {cid: [] for cid in by_id}
     for run in store.list_runs(sweep=sweep, status="finished", kind="distill"):
