@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +244,25 @@ def test_a_teacher_trained_by_another_sweep_is_reused_not_retrained(tmp_path: Pa
     assert (Path(teacher.out_dir) / "last.safetensors").exists()
     assert (Path(teacher.out_dir) / ".adopted-from").read_text().strip().endswith(Path(teacher.out_dir).name)
     assert any("reused from" in line for line in lines)
+
+
+def test_students_may_train_on_a_subset_of_the_teachers_split(tmp_path: Path) -> None:
+    spec = parse_spec(sweep_dict(tmp_path, student_train_subset=60))
+    plans = expand(spec)
+    teacher = next(p for p in plans if p.kind == "teacher")
+    assert "train_subset" not in teacher.config["dataset_options"]
+    students = [p for p in plans if p.kind == "distill"]
+    assert students and all(p.config["dataset_options"]["train_subset"] == 60 for p in students)
+    assert all(p.config["dataset_options"]["train_size"] == DATA["train_size"] for p in students)
+    with pytest.raises(ConfigError, match="student_train_subset must be a positive integer"):
+        parse_spec(sweep_dict(tmp_path, student_train_subset=0))
+    with pytest.raises(ConfigError, match="exceeds the teachers' train_subset 50"):
+        parse_spec(
+            sweep_dict(tmp_path, dataset_options={**DATA, "train_subset": 50}, student_train_subset=60)
+        )
+    outcome = run_sweep(spec, db_path=str(tmp_path / "calikd.db"), log=None)
+    assert outcome.ok  # the students of a subset accept the teacher trained on the whole split
+    with ResultsStore(str(tmp_path / "calikd.db")) as store:
+        kd = [r for r in store.list_runs(sweep="tiny") if r.kind == "distill" and r.config["method"] == "kd"]
+    meta = json.loads((Path(kd[0].out_dir) / "last.json").read_text())
+    assert meta["dataset"]["options"]["train_subset"] == 60

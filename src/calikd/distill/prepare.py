@@ -43,7 +43,9 @@ def load_data(config: DistillConfig, teacher_meta: dict[str, Any] | None) -> Dat
                 hint=f"leave --{key.replace('_', '-')} out",
             )
     options = config.dataset_options if config.dataset_options is not None else own.get("options", {})
-    if own and options != own.get("options", {}):
+    # a training subset of the student's own is fine: subsets are drawn after val is held out, so the
+    # teacher's val split (where it was calibrated) stays the student's
+    if own and _without_subset(options) != _without_subset(own.get("options", {})):
         raise ConfigError(
             f"dataset options {options} differ from the teacher's {own.get('options', {})}: the student must "
             "use the teacher's data and splits",
@@ -57,6 +59,10 @@ def load_data(config: DistillConfig, teacher_meta: dict[str, Any] | None) -> Dat
         download=config.download,
         **options,
     )
+
+
+def _without_subset(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k != "train_subset"}
 
 
 def _same_classes(theirs: Any, info: DatasetInfo) -> bool:

@@ -18,6 +18,8 @@ teacher_inputs: [full]              # full | low (low only with a student resolu
 taus: [null]                        # distillation temperatures (null: the method's default)
 seeds: [0, 1, 2]
 distill: {epochs: 6}                # DistillConfig keys for every student
+student_train_subset: 10000         # optional: students train on a class-stratified subset of the
+                                    # teachers' training split (same val and test: the teachers' own)
 pairs: [{teacher: r20, student: cnn}]  # optional: only these teacher/student pairs instead of every
                                     # teacher with every student (student: its name or model)
 teacher_floors: {"mlp*": 0.88, "*": 0.91}  # optional: least test accuracy per teacher (glob on its
@@ -73,6 +75,7 @@ SPEC_KEYS = (
     "robustness",
     "teacher_floors",
     "pairs",
+    "student_train_subset",
 )
 ROBUSTNESS_KEYS = ("corruptions", "test_subset", "seed", "table")
 # keys the sweep sets itself: not allowed in teacher_defaults / distill
@@ -143,6 +146,7 @@ class SweepSpec:
     robustness: dict[str, Any] | None = None
     teacher_floors: dict[str, float] = field(default_factory=dict)
     pairs: list[tuple[str, str]] | None = None
+    student_train_subset: int | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -269,6 +273,7 @@ def parse_spec(data: dict[str, Any], *, default_name: str = "sweep") -> SweepSpe
         distill=distill,
         robustness=_parse_robustness(data.get("robustness"), dataset),
         teacher_floors=parse_floors(data.get("teacher_floors")),
+        student_train_subset=_parse_subset(data.get("student_train_subset"), dataset_options),
         raw=dict(data),
     )
     spec.pairs = _parse_pairs(data.get("pairs"), spec)
@@ -277,6 +282,28 @@ def parse_spec(data: dict[str, Any], *, default_name: str = "sweep") -> SweepSpe
     if not spec.teachers and any(m["method"] != "ce" for m in spec.methods):
         raise ConfigError("the sweep distils, so it needs at least one entry under 'teachers'")
     return spec
+
+
+def _parse_subset(value: Any, dataset_options: dict[str, Any]) -> int | None:
+    """``student_train_subset``: a positive number of training images, at most the teachers' subset."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"student_train_subset must be a positive integer, got {value!r}")
+    teachers = dataset_options.get("train_subset")
+    if teachers is not None and value > teachers:
+        raise ConfigError(
+            f"student_train_subset {value} exceeds the teachers' train_subset {teachers}",
+            hint="students train on a subset of the teachers' training split",
+        )
+    return value
+
+
+def _student_data(spec: SweepSpec) -> dict[str, Any]:
+    """The dataset options of the sweep's students: the teachers', with their own training subset."""
+    if spec.student_train_subset is None:
+        return dict(spec.dataset_options)
+    return {**spec.dataset_options, "train_subset": spec.student_train_subset}
 
 
 def _student_label(student: dict[str, Any]) -> str:
@@ -470,7 +497,9 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
                         "seed": seed,
                     }
                     if baseline:
-                        config.update(dataset=spec.dataset, dataset_options=spec.dataset_options or None)
+                        config.update(dataset=spec.dataset, dataset_options=_student_data(spec) or None)
+                    elif spec.student_train_subset is not None:
+                        config.update(dataset_options=_student_data(spec))
                     config_from_dict(DistillConfig, config, source="a run of the sweep")  # validates
                     run_id = run_id_for({"kind": "distill", **config})
                     if run_id in seen:
