@@ -122,3 +122,23 @@ def test_studies_are_registered_one_module_each_with_their_metadata() -> None:
         register_study("kim2025")(type(get_study("kim2025")))
     with pytest.raises(ConfigError, match="choose one of: song2021, kim2025, mishra2023, cuk2023, tian2020"):
         get_study("nope")
+
+
+def test_the_full_presets_share_one_teacher_zoo_on_the_whole_split() -> None:
+    from calikd.experiments.presets import FULL_SUBSET
+
+    plans = {
+        name: expand(parse_spec(build_spec(name, "full"), default_name=name))
+        for name in ("kim2025", "song2021", "cuk2023", "mishra2023")
+    }
+    teachers = {name: {p.run_id: p for p in ps if p.kind == "teacher"} for name, ps in plans.items()}
+    assert len(teachers["kim2025"]) >= 16  # the zoo size
+    for name in ("song2021", "cuk2023", "mishra2023"):  # trained once, reused: the same runs
+        assert set(teachers[name]) <= set(teachers["kim2025"])
+    configs = [p.config for p in teachers["kim2025"].values()]
+    assert all("train_subset" not in c["dataset_options"] for c in configs)  # the whole training split
+    assert any(c.get("label_smoothing") for c in configs)  # under-confident by a real mechanism
+    assert any(c.get("weight_decay") == 0.0 and c.get("augment") is False for c in configs)  # over-confident
+    students = [p for ps in plans.values() for p in ps if p.kind == "distill"]
+    assert all(p.config["dataset_options"]["train_subset"] == FULL_SUBSET for p in students)
+    assert all(p.config["seed"] in (0, 1, 2) for p in students)

@@ -13,11 +13,13 @@ from calikd.experiments.presets import (
     CPU,
     CRD_RECIPE,
     FULL_FLOORS,
-    FULL_SUBSET,
+    FULL_STUDENT_EPOCHS,
     QUICK_CONVERGED_SUBSET,
     QUICK_FLOORS,
     cifar100,
     fmnist,
+    full_data,
+    zoo,
 )
 from calikd.experiments.report import SweepResults
 from calikd.experiments.studies.base import correlate_or_reason, finite_mean, students
@@ -67,11 +69,11 @@ class Cuk2023(Study):
                 "seeds": [0],
                 "distill": {"epochs": 8, **CPU},  # 10 epochs: 13/14 converged but 10 min 44 s here
             }
-        return {
-            **fmnist(preset, FULL_SUBSET),
+        return {  # the zoo's cnn teaches full-resolution and low-resolution students
+            **full_data(),
             "teacher_floors": FULL_FLOORS,
-            "teachers": [{"name": "resnet20", "model": "resnet20"}],
-            "teacher_defaults": {"epochs": 10, **CPU},
+            "teachers": zoo("cnn"),
+            "teacher_defaults": CPU,
             "calibrations": ["none"],
             "methods": ["ce", kd],
             "students": ["cnn_small"],
@@ -79,7 +81,7 @@ class Cuk2023(Study):
             "teacher_inputs": ["full", "low"],
             "taus": [1.0, 2.0, 4.0, 10.0, 20.0],
             "seeds": [0, 1, 2],
-            "distill": {"epochs": 4, **CPU},
+            "distill": {"epochs": FULL_STUDENT_EPOCHS, **CPU},
         }
 
     def verdict(self, results: SweepResults) -> list[tuple[str, str]]:

@@ -12,11 +12,13 @@ from calikd.experiments.presets import (
     CPU,
     CRD_RECIPE,
     FULL_FLOORS,
-    FULL_SUBSET,
+    FULL_STUDENT_EPOCHS,
     QUICK_CONVERGED_SUBSET,
     QUICK_FLOORS,
     cifar100,
     fmnist,
+    full_data,
+    zoo,
 )
 from calikd.experiments.report import SweepResults
 from calikd.experiments.studies.base import by_teacher, correlate_or_reason, paired, students
@@ -91,30 +93,16 @@ class Kim2025(Study):
             }
         if preset == "quick":
             return quick()
-        e = 10
-        zoo = [
-            {"name": "cnn_tiny", "model": "cnn_tiny"},
-            {"name": "cnn_small", "model": "cnn_small"},
-            {"name": "cnn", "model": "cnn"},
-            {"name": "cnn_medium", "model": "cnn_medium"},
-            {"name": "mlp_small", "model": "mlp_small", "augment": False},
-            {"name": "mlp", "model": "mlp", "augment": False},
-            {"name": "resnet8", "model": "resnet8"},
-            {"name": "resnet14", "model": "resnet14"},
-            {"name": "cnn_long_nowd", "model": "cnn", "epochs": 2 * e, "weight_decay": 0.0},  # over-confident
-            {"name": "cnn_smooth", "model": "cnn", "label_smoothing": 0.1},  # under-confident
-            {"name": "cnn_medium_lowlr", "model": "cnn_medium", "lr": 0.02},
-        ]
-        return {
-            **fmnist(preset, FULL_SUBSET),
-            "teachers": zoo,
-            "teacher_defaults": {"epochs": e, **CPU},
+        return {  # the shared zoo of 16 teachers; kd students raw and temperature-scaled, 3 seeds
+            **full_data(),
+            "teachers": zoo(),
+            "teacher_defaults": CPU,
             "teacher_floors": FULL_FLOORS,
             "calibrations": ["none", "temperature"],
-            "methods": ["kd", "dkd", "ls"],
+            "methods": ["kd"],
             "students": ["cnn_tiny"],
             "seeds": [0, 1, 2],
-            "distill": {"epochs": 3, **CPU},
+            "distill": {"epochs": FULL_STUDENT_EPOCHS, **CPU},
         }
 
     def verdict(self, results: SweepResults) -> list[tuple[str, str]]:

@@ -12,11 +12,13 @@ from calikd.experiments.presets import (
     CPU,
     CRD_RECIPE,
     FULL_FLOORS,
-    FULL_SUBSET,
+    FULL_STUDENT_EPOCHS,
     QUICK_CONVERGED_SUBSET,
     QUICK_FLOORS,
     cifar100,
     fmnist,
+    full_data,
+    zoo,
 )
 from calikd.experiments.report import SweepResults
 from calikd.experiments.studies.base import (
@@ -67,17 +69,16 @@ class Song2021(Study):
                 "seeds": [0],
                 "distill": {"epochs": 12, **CPU},
             }
-        teachers = [{"name": m, "model": m} for m in ("resnet8", "resnet14", "resnet20", "resnet32")]
-        return {
-            **fmnist(preset, FULL_SUBSET),
-            "teachers": teachers,
-            "teacher_defaults": {"epochs": 10, **CPU},
+        return {  # teachers growing in size with one recipe (15 epochs, no augmentation), from the zoo
+            **full_data(),
+            "teachers": zoo("cnn_tiny", "cnn_small", "cnn"),
+            "teacher_defaults": CPU,
             "teacher_floors": FULL_FLOORS,
             "calibrations": ["none", "temperature"],
             "methods": ["kd"],
-            "students": ["cnn_small"],
+            "students": ["cnn_tiny"],
             "seeds": [0, 1, 2],
-            "distill": {"epochs": 4, **CPU},
+            "distill": {"epochs": FULL_STUDENT_EPOCHS, **CPU},
         }
 
     def verdict(self, results: SweepResults) -> list[tuple[str, str]]:
