@@ -84,3 +84,16 @@ def test_errors_name_the_problem(saved, tmp_path: Path) -> None:
     datasets.load_from_disk(str(root))["train"].save_to_disk(str(single))
     with pytest.raises(DataError, match="single split"):
         load_dataset("hf", single, image_column="img")
+
+
+def test_a_teacher_trains_on_an_hf_dataset_from_the_cli(saved, run_cli) -> None:
+    root, _ = saved
+    out = root.parent / "teacher"
+    argv = ["train-teacher", "--dataset", "hf", "--data-dir", str(root), "--dataset-options",
+            "image_column=img", "--model", "mlp", "--model-kwargs", "width=8", "--epochs", "1",
+            "--batch-size", "10", "--no-progress", "--out", str(out)]  # fmt: skip
+    code, _, err = run_cli(argv)
+    assert code == 0, err
+    code, stdout, err = run_cli(["evaluate", str(out), "--split", "val", "--json", "-"])
+    assert code == 0, err
+    assert '"num_samples": 9' in stdout  # its own validation split, found through the recorded data folder

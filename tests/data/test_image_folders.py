@@ -271,3 +271,18 @@ def test_flat_imagefolder_errors(tmp_path: Path, gen) -> None:
     _tree(lone, gen, {"train": {"a": 2, "b": 2}})
     with pytest.raises(DataError, match="has train/ but no test/"):
         load_dataset("imagefolder", lone)
+
+
+def test_a_flat_tree_from_the_cli(tmp_path: Path, gen, run_cli) -> None:
+    root = tmp_path / "flat"
+    _flat(root, gen, {"ant": 10, "bee": 10})
+    code, out, err = run_cli(
+        ["data", "info", "imagefolder", "--data-dir", str(root), "--val-fraction", "0.25"]
+    )
+    assert code == 0, err
+    assert "2 classes" in out and "train  12" in out and "test   4" in out  # 20% of every class to test
+    argv = ["train-teacher", "--dataset", "imagefolder", "--data-dir", str(root), "--dataset-options",
+            "test_fraction=0.3", "--model", "mlp", "--model-kwargs", "width=8", "--epochs", "1",
+            "--batch-size", "4", "--no-progress", "--out", str(tmp_path / "t")]  # fmt: skip
+    code, _, err = run_cli(argv)
+    assert code == 0, err
