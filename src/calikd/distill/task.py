@@ -8,7 +8,6 @@ import json
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -219,7 +218,7 @@ class DistillTask(TrainTask):
         config, runtime = self.config, self.runtime
         teacher_numbers, numbers_note = self._teacher_numbers()
         self.panels["student (last epoch)"] = fitted.test_last
-        calibrated = self._calibrate_student(fitted.out_dir)
+        calibrated = self._calibrate_student(fitted)
         return DistillResult(
             **fitted.common(),
             student_test_last=fitted.test_last.scalars(),
@@ -239,12 +238,14 @@ class DistillTask(TrainTask):
             },
         )
 
-    def _calibrate_student(self, out_dir: Path) -> dict[str, Any] | None:
+    def _calibrate_student(self, fitted: Fitted) -> dict[str, Any] | None:
         """Temperature scaling of the last-epoch student, fitted on val (never test), stored beside its
-        checkpoint (``calikd export`` folds it in), and its test metrics; None without a val split."""
+        checkpoint (``calikd export`` folds it in), and its test metrics; None without a val split.
+        The last epoch's val and test logits are reused where :func:`fit` kept them."""
         if len(self.data.val) == 0:
             return None
-        val_logits, val_labels = self.predict(self.model, self.data.val)
+        out_dir = fitted.out_dir
+        val_logits, val_labels = fitted.outputs.get("val") or self.predict(self.model, self.data.val)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", CalibrationOnTestWarning)
@@ -255,7 +256,7 @@ class DistillTask(TrainTask):
         stem = calibrator_stem(out_dir / "last")
         if self.runtime.is_main:
             save_calibrator(calibrator, stem)
-        test_logits, test_labels = self.predict(self.model, self.data.test)
+        test_logits, test_labels = fitted.outputs.get("test") or self.predict(self.model, self.data.test)
         report = calibration_report(calibrator.transform(test_logits), test_labels)
         self.panels["student (last epoch), temperature-scaled"] = report
         return {

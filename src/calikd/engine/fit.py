@@ -10,7 +10,7 @@ import copy
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -162,6 +162,8 @@ class Fitted:
     convergence: Convergence
     precision: str
     device: str
+    # the last model's (logits, labels) on val and test, for tasks that post-process them (no second pass)
+    outputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def common(self) -> dict[str, Any]:
         """The :class:`RunResult` fields."""
@@ -282,6 +284,7 @@ def _train(
             on_step(step)
 
     data, model = task.data, task.model
+    outputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     wall_start = time.perf_counter()
     for epoch in range(start_epoch, config.epochs + 1):
         task.begin_epoch(epoch, config.epochs)
@@ -292,7 +295,8 @@ def _train(
         record: dict[str, float] = {"epoch": epoch, "lr": task.optimizer.param_groups[0]["lr"]}
         record.update({f"train_{k}": v for k, v in stats.items()})
         if len(data.val):
-            val = summary_metrics(*task.predict(model, data.val))
+            outputs["val"] = task.predict(model, data.val)
+            val = summary_metrics(*outputs["val"])
             record.update({f"val_{k}": v for k, v in val.items()})
         else:
             val = {"accuracy": stats["accuracy"], "nll": stats["loss"], "ece": float("nan")}
@@ -320,7 +324,8 @@ def _train(
     wall = time.perf_counter() - wall_start
     task.end_training()
 
-    test_last = task.test_metrics(*task.predict(model, data.test))
+    outputs["test"] = task.predict(model, data.test)
+    test_last = task.test_metrics(*outputs["test"])
     best_model = copy.deepcopy(model)
     load_state_into(best_model, read_checkpoint(out_dir / "best").state_dict)
     test_best = task.test_metrics(*task.predict(best_model, data.test))
@@ -337,6 +342,7 @@ def _train(
         convergence=convergence,
         precision=choice.precision.name,
         device=str(device),
+        outputs=outputs,
     )
     result = task.result(fitted)
     if runtime.is_main:
