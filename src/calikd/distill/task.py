@@ -258,7 +258,7 @@ class DistillTask(TrainTask):
             save_calibrator(calibrator, stem)
         test_logits, test_labels = fitted.outputs.get("test") or self.predict(self.model, self.data.test)
         report = calibration_report(calibrator.transform(test_logits), test_labels)
-        self.panels["student (last epoch), temperature-scaled"] = report
+        # (no reliability panel of its own: the table row reports it, and a panel costs a plot per run)
         return {
             "temperature": float(calibrator.temperature),
             "test_last": report.scalars(),
