@@ -266,31 +266,38 @@ def save_arrays(
     return path
 
 
-def read_arrays_file(path: Path) -> tuple[dict[str, np.ndarray], list[str] | None]:
-    """The arrays and class names in a ``.npz`` or ``.safetensors`` file (no pickle)."""
+def load_array_file(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The arrays of a ``.npz`` or ``.safetensors`` file and the latter's string metadata (never unpickled:
+    ``.npz`` is read with ``allow_pickle=False``)."""
     if not path.is_file():
         raise DataError(
             f"'{path}' is not a file", hint="--data-dir takes the .npz or .safetensors file itself"
         )
+    if path.suffix not in FILE_SUFFIXES:
+        raise DataError(f"'{path}': the arrays file must end in .npz or .safetensors")
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-            classes = arrays.pop("classes", None)
-            names = None if classes is None else [str(c) for c in classes.tolist()]
-        elif path.suffix == ".safetensors":
-            from safetensors import safe_open
+                return {k: npz[k] for k in npz.files}, {}
+        from safetensors import safe_open
 
-            with safe_open(str(path), framework="np") as fh:
-                arrays = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no iterator)
-                meta = fh.metadata() or {}
-            names = json.loads(meta["classes"]) if "classes" in meta else None
-        else:
-            raise DataError(f"'{path}': the arrays file must end in .npz or .safetensors")
-    except DataError:
-        raise
+        with safe_open(str(path), framework="np") as fh:
+            arrays = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no iterator)
+            return arrays, dict(fh.metadata() or {})
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"cannot read '{path}': {exc}") from exc
+
+
+def read_arrays_file(path: Path) -> tuple[dict[str, np.ndarray], list[str] | None]:
+    """The arrays and class names in a ``.npz`` or ``.safetensors`` file of splits (no pickle)."""
+    arrays, meta = load_array_file(path)
+    classes = arrays.pop("classes", None)
+    names = None if classes is None else [str(c) for c in classes.tolist()]
+    if "classes" in meta:
+        try:
+            names = json.loads(meta["classes"])
+        except ValueError as exc:
+            raise DataError(f"cannot read the class names in '{path}': {exc}") from exc
     missing = [k for k in REQUIRED_KEYS if k not in arrays]
     if missing:
         raise DataError(

@@ -34,7 +34,7 @@ from calikd.utils.io import atomic_write, atomic_write_json
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
 CACHE_VERSION = 3  # 2: meta.json records the arrays' SHA-256; 3: keyed by the files' content
-_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
 def is_image_file(path: Path) -> bool:
@@ -91,7 +91,7 @@ _PIL_ERRORS = (
 )
 
 
-def _check_pixels(path: Path, im: Image.Image) -> None:
+def check_pixels(path: Path | str, im: Image.Image) -> None:
     """Refuse an image whose header claims more pixels than Pillow's decompression-bomb limit, before any
     pixel buffer is allocated (Pillow itself only warns up to twice that limit)."""
     limit = Image.MAX_IMAGE_PIXELS
@@ -107,7 +107,7 @@ def _check_pixels(path: Path, im: Image.Image) -> None:
 def _first_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
-            _check_pixels(path, im)
+            check_pixels(path, im)
             return im.size[1], im.size[0]
     except _PIL_ERRORS as exc:
         raise DataError(f"cannot read image '{path}': {exc}") from exc
@@ -119,7 +119,7 @@ def _decode_one(
     """(H, W, 3) or (H, W, 1) uint8 array, and whether the source was grayscale."""
     try:
         with Image.open(path) as im:
-            _check_pixels(path, im)
+            check_pixels(path, im)
             same_size = (im.size[1], im.size[0]) == size
             if not (same_size or resize):  # checked before decoding anything
                 raise DataError(
@@ -127,7 +127,7 @@ def _decode_one(
                     f"'{first}' is {size[0]}x{size[1]}",
                     hint="pass image_size=N or (H, W) to resize every image to one size",
                 )
-            gray = im.mode in _GRAY_MODES
+            gray = im.mode in GRAY_MODES
             target_mode = "L" if channels == 1 or (channels is None and gray) else "RGB"
             im = im.convert(target_mode)
             if not same_size:

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from calikd.data.arrays import arrays_dataset
-from calikd.data.decode import check_channels, check_image_size
+from calikd.data.decode import GRAY_MODES, check_channels, check_image_size, check_pixels
 from calikd.data.registry import BuildContext, RawDataset, register_dataset
 from calikd.errors import ConfigError, DataError
 
@@ -93,15 +93,9 @@ def _decode(value: Any, channels: int | None, size: tuple[int, int] | None, wher
             raise DataError(f"{where}: the image has no embedded bytes (only a path: {value.get('path')!r})")
         value = Image.open(io.BytesIO(data))
     if isinstance(value, Image.Image):
+        check_pixels(where, value)  # before any pixel buffer is allocated, as for image files
         w, h = value.size
-        limit = Image.MAX_IMAGE_PIXELS
-        if limit is not None and w * h > limit:
-            raise DataError(f"{where}: the image claims {h}x{w} pixels, more than Pillow's limit of {limit}")
-        mode = (
-            "L"
-            if channels == 1 or (channels is None and value.mode in ("1", "L", "I", "I;16", "F"))
-            else "RGB"
-        )
+        mode = "L" if channels == 1 or (channels is None and value.mode in GRAY_MODES) else "RGB"
         value = value.convert(mode)
         if size is not None and (h, w) != size:
             value = value.resize((size[1], size[0]), Image.Resampling.BILINEAR)

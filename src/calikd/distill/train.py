@@ -35,7 +35,7 @@ from calikd.engine.run import locks_run_dir, train_loader
 from calikd.errors import ConfigError
 from calikd.models import create_model, model_info
 from calikd.models.external import use_module
-from calikd.store import checkpoint_preprocessing, read_checkpoint
+from calikd.store import checkpoint_preprocessing, per_channel, read_checkpoint
 from calikd.utils.config import config_fields
 from calikd.utils.seed import derive_seed
 
@@ -67,16 +67,16 @@ def _module_meta(module: nn.Module, info: DatasetInfo, normalization: Any) -> di
     else:
         mean, std = normalization
 
-    def as_list(v: Any) -> list[float]:
-        return [float(v)] * info.in_channels if isinstance(v, (int, float)) else [float(x) for x in v]
-
     return {
         "role": "teacher",
         "model": {"name": type(module).__name__, "kwargs": {}},
         "num_classes": info.num_classes,
         "in_channels": info.in_channels,
         "input_size": list(info.image_size),
-        "normalization": {"mean": as_list(mean), "std": as_list(std)},
+        "normalization": {
+            "mean": per_channel(mean, info.in_channels),
+            "std": per_channel(std, info.in_channels),
+        },
         "dataset": {"name": info.name, "classes": list(info.classes)},
     }
 

@@ -1,8 +1,9 @@
 """Models from outside calikd's zoo: your own model class (``package.module:factory``) and ONNX files.
 
-``build_from_factory("my_pkg.nets:make_net", {"width": 64})`` imports ``my_pkg.nets`` and calls
-``make_net(width=64)``; it must return an ``nn.Module``. Importing runs that package's code, so calikd does it
-only when you name it (``--teacher-module``), never because a checkpoint says so.
+A checkpoint of model ``"my_pkg.nets:make_net"`` with kwargs ``{"width": 64}`` is rebuilt by importing
+``my_pkg.nets`` and calling ``make_net(width=64)``; it must return an ``nn.Module``. Importing runs that
+package's code, so calikd does it only when you name it (``--teacher-module``, :func:`use_module`), never
+because a checkpoint says so.
 
 :class:`OnnxModel` runs an ONNX file with onnxruntime (optional extra ``calikd[onnx]``) as a frozen
 ``nn.Module``: a teacher trained in any framework. An ONNX file holds a graph and weights, no code, so it is
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from calikd.errors import CheckpointError, ConfigError
+from calikd.utils.hashing import file_sha256
 
 ONNX = "onnx"  # the model name of an ONNX teacher in a checkpoint's metadata (kwargs: {"file": ...})
 LOGITS = "logits"  # a teacher given as its logits (kwargs: num_images, mean, std)
@@ -52,21 +54,6 @@ def import_factory(spec: str) -> Callable[..., Any]:
     if not callable(factory):
         raise ConfigError(f"--teacher-module {spec} is not callable")
     return factory
-
-
-def build_from_factory(spec: str, kwargs: Mapping[str, Any] | None = None) -> nn.Module:
-    """``factory(**kwargs)`` for the factory ``spec`` names; it must return an ``nn.Module``."""
-    factory = import_factory(spec)
-    try:
-        model = factory(**dict(kwargs or {}))
-    except TypeError as exc:
-        raise ConfigError(
-            f"--teacher-module {spec} could not be called with {dict(kwargs or {})}: {exc}",
-            hint="pass its arguments with --teacher-module-kwargs key=value ...",
-        ) from exc
-    if not isinstance(model, nn.Module):
-        raise ConfigError(f"--teacher-module {spec} returned a {type(model).__name__}, not a torch nn.Module")
-    return model
 
 
 def is_external(name: str) -> bool:
@@ -123,14 +110,6 @@ def external_factory(name: str, checkpoint_dir: Path | None = None) -> Callable[
     return build
 
 
-def file_sha256_hex(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _runtime() -> Any:
     try:
         import onnxruntime
@@ -156,7 +135,7 @@ class OnnxModel(nn.Module):
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"ONNX file '{self.path}' does not exist")
-        self.sha256 = file_sha256_hex(self.path)
+        self.sha256 = file_sha256(self.path)
         if expected_sha256 is not None and expected_sha256 != self.sha256:
             raise CheckpointError(
                 f"ONNX file '{self.path}' has changed since its checkpoint was written (SHA-256 "

@@ -32,7 +32,12 @@ from calikd.store.checkpoint import (
     save_checkpoint,
 )
 from calikd.store.loading import load_model, load_state_into
-from calikd.store.preprocessing import Preprocessing, checkpoint_dataset, checkpoint_preprocessing
+from calikd.store.preprocessing import (
+    Preprocessing,
+    checkpoint_dataset,
+    checkpoint_preprocessing,
+    per_channel,
+)
 from calikd.store.tensor_tree import pack_tree, unpack_tree
 from calikd.utils.hashing import file_sha256
 
@@ -49,6 +54,7 @@ __all__ = [
     "load_model",
     "load_state_into",
     "pack_tree",
+    "per_channel",
     "read_checkpoint",
     "read_meta",
     "save_checkpoint",

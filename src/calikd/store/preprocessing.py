@@ -59,6 +59,13 @@ def _numbers(value: Any, channels: int, field: str, path: str) -> tuple[float, .
     return tuple(out)
 
 
+def per_channel(value: float | Sequence[float], channels: int) -> list[float]:
+    """A normalisation statistic as floats, one number standing for every channel."""
+    if isinstance(value, (int, float)):
+        return [float(value)] * channels
+    return [float(v) for v in value]
+
+
 def checkpoint_preprocessing(meta: Mapping[str, Any], path: str = "checkpoint") -> Preprocessing:
     """The input a checkpoint's model expects (a :class:`CheckpointError` naming what is missing)."""
     channels = meta.get("in_channels")

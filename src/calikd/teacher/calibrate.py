@@ -27,6 +27,7 @@ from calikd.engine.evaluate import RunOptions, checkpoint_logits, predict_logits
 from calikd.errors import CalikdError, ConfigError, did_you_mean
 from calikd.metrics import CalibrationReport, calibration_report
 from calikd.report.calibration import calibration_markdown, write_calibration_plot
+from calikd.store import per_channel
 from calikd.store.checkpoint import checkpoint_id
 from calikd.utils.device import resolve_device, resolve_precision
 from calikd.utils.io import atomic_write_bytes, atomic_write_json
@@ -229,10 +230,8 @@ def calibrate_module(
     if len(data.val) == 0:
         raise ConfigError("the dataset has no val split to fit on", hint="load it with val_fraction > 0")
     mean, std = normalization
-    transform = EvalTransform(
-        [float(mean)] * data.info.in_channels if isinstance(mean, (int, float)) else mean,
-        [float(std)] * data.info.in_channels if isinstance(std, (int, float)) else std,
-    )
+    channels = data.info.in_channels
+    transform = EvalTransform(per_channel(mean, channels), per_channel(std, channels))
     dev = resolve_device(device)
     module = module.to(dev).eval()
     precision = resolve_precision("fp32", dev)

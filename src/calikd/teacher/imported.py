@@ -34,11 +34,12 @@ from torch import nn
 
 import calikd
 from calikd.data import EvalTransform, load_dataset
+from calikd.data.arrays import load_array_file
 from calikd.engine.evaluate import predict_logits
 from calikd.errors import CheckpointError, ConfigError
 from calikd.metrics import accuracy
 from calikd.models.external import LOGITS, ONNX, LogitsModel, OnnxModel, external_factory, use_module
-from calikd.store import checkpoint_preprocessing, load_state_into, save_checkpoint
+from calikd.store import checkpoint_preprocessing, load_state_into, per_channel, save_checkpoint
 from calikd.utils.device import resolve_device, resolve_precision
 
 ONNX_FILE = "teacher.onnx"
@@ -65,10 +66,9 @@ def _stats(values: float | Sequence[float] | None, channels: int, what: str) -> 
             f"import_teacher needs the {what} the model was trained with (--{what})",
             hint="one value per channel in [0, 1] units; mean 0 and std 1 for a model fed raw [0, 1] pixels",
         )
-    items = [values] if isinstance(values, (int, float)) else list(values)
-    if len(items) == 1 and channels > 1:
-        items = items * channels
-    return [float(v) for v in items]
+    if not isinstance(values, (int, float)) and len(values) == 1:
+        values = values[0]  # --mean 0.5 on a colour dataset: every channel
+    return per_channel(values, channels)
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -89,24 +89,6 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read weights '{path}': {exc}") from exc
 
 
-def _read_arrays(path: Path) -> dict[str, Any]:
-    """Arrays (and string metadata) of a ``.npz`` / ``.safetensors`` file, without unpickling."""
-    import numpy as np
-
-    try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as npz:
-                return {k: npz[k] for k in npz.files}
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="np") as fh:
-            out: dict[str, Any] = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-            out.update((fh.metadata() or {}).items())
-        return out
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read '{path}': {exc}") from exc
-
-
 def is_logits_file(path: Path) -> bool:
     """An ``.npz`` file, or a ``.safetensors`` file holding ``test_logits``."""
     if path.suffix == ".npz":
@@ -123,7 +105,7 @@ def is_logits_file(path: Path) -> bool:
 
 
 def _logits_teacher(path: Path, data: Any, normalization: dict[str, list[float]]) -> LogitsModel:
-    arrays = _read_arrays(path)
+    arrays, meta = load_array_file(path)
     num_classes = data.info.num_classes
     images, logits = [], []
     for split in ("train", "val", "test"):
@@ -147,7 +129,7 @@ def _logits_teacher(path: Path, data: Any, normalization: dict[str, list[float]]
             )
         if not bool(torch.isfinite(values).all()):
             raise ConfigError(f"'{path}': {key} holds NaN or infinite values")
-        recorded = arrays.get(f"fingerprint_{split}")
+        recorded = arrays.get(f"fingerprint_{split}", meta.get(f"fingerprint_{split}"))
         if recorded is not None and str(recorded) != data.split(split).fingerprint():
             raise ConfigError(
                 f"'{path}': the {split} logits were computed on other images or another order than calikd's "
