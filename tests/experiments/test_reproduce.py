@@ -129,13 +129,13 @@ def test_the_full_presets_share_one_teacher_zoo_on_the_whole_split() -> None:
 
     plans = {
         name: expand(parse_spec(build_spec(name, "full"), default_name=name))
-        for name in ("kim2025", "song2021", "cuk2023", "mishra2023")
+        for name in ("kim2025", "song2021", "cuk2023", "mishra2023", "tian2020")
     }
     teachers = {name: {p.run_id: p for p in ps if p.kind == "teacher"} for name, ps in plans.items()}
     assert len(teachers["kim2025"]) >= 16  # the zoo size
     for name in ("song2021", "cuk2023", "mishra2023"):  # trained once, reused: the same runs
         assert set(teachers[name]) <= set(teachers["kim2025"])
-    configs = [p.config for p in teachers["kim2025"].values()]
+    configs = [p.config for ps in teachers.values() for p in ps.values()]
     assert all("train_subset" not in c["dataset_options"] for c in configs)  # the whole training split
     assert any(c.get("label_smoothing") for c in configs)  # under-confident by a real mechanism
     assert any(c.get("weight_decay") == 0.0 and c.get("augment") is False for c in configs)  # over-confident

@@ -13,11 +13,11 @@ from calikd.experiments.studies.tian2020 import METHODS, PAIRS, PUBLISHED, SOURC
 from calikd.results import RunRecord
 
 
-def _run(kind: str, name: str, config: dict, metrics: dict) -> RunRecord:
+def _run(kind: str, name: str, config: dict, metrics: dict, wall: float | None = None) -> RunRecord:
     return RunRecord(
         run_id=name, sweep="b", kind=kind, name=name, status="finished", config=config, hashes={},
         out_dir=None, created_at=0.0, started_at=None, finished_at=None, heartbeat_at=None, worker=None,
-        attempts=1, error=None, wall_time_s=None, metrics=metrics,
+        attempts=1, error=None, wall_time_s=wall, metrics=metrics,
     )  # fmt: skip
 
 
@@ -48,19 +48,30 @@ def test_verdict_puts_the_published_number_beside_ours_and_pairs_with_kd() -> No
     ckpt = "runs/t/resnet56-x/last"
     runs = [_run("calibrate", "resnet56-calibrate", {"checkpoint": ckpt}, {"test_raw_accuracy": 0.7201})]
     kd, dkd = [0.700, 0.705, 0.702], [0.712, 0.715, 0.716]
+    kd_ece, dkd_ece = [0.05, 0.06, 0.07], [0.04, 0.04, 0.05]
     for method, accs in (("kd", kd), ("dkd", dkd), ("ce", [0.69, 0.691, 0.689])):
         for seed, acc in enumerate(accs):
             config = {"teacher": None if method == "ce" else ckpt, "student": "resnet20", "method": method}
+            metrics = {"student_test_accuracy": acc}
+            if method == "dkd":  # the full set of numbers a finished run records
+                metrics |= {"student_test_ece": dkd_ece[seed], "student_test_nll": 1.0 + seed / 10}
+                metrics |= {"converged": float(seed < 2)}
+            elif method == "kd":
+                metrics |= {"student_test_ece": kd_ece[seed]}
             runs.append(
-                _run("distill", f"{method}{seed}", {**config, "seed": seed}, {"student_test_accuracy": acc})
+                _run("distill", f"{method}{seed}", {**config, "seed": seed}, metrics, 80.0 + 10 * seed)
             )
     rows = dict(verdict(SweepResults(runs)))
     assert rows["resnet56->resnet20: teacher"] == "published 72.34; ours 72.01"
     assert rows["resnet56->resnet20: student alone"].startswith("published 69.06; ours 69.00 ± 0.10 (n = 3)")
-    assert rows["resnet56->resnet20: kd"] == "published 70.66; ours 70.23 ± 0.25 (n = 3)"
+    assert rows["resnet56->resnet20: kd"] == "published 70.66; ours 70.23 ± 0.25 (n = 3); 90 s per run"
     d = paired_difference([100 * v for v in kd], [100 * v for v in dkd])
+    e = paired_difference([100 * v for v in kd_ece], [100 * v for v in dkd_ece])
     assert rows["resnet56->resnet20: dkd"] == (
-        f"published 71.97; ours 71.43 ± 0.21 (n = 3); minus KD {d.mean:+.2f} "
-        f"[95% CI {d.ci[0]:+.2f}, {d.ci[1]:+.2f}], MDE {d.mde:.2f}"
+        "published 71.97; ours 71.43 ± 0.21 (n = 3); ECE 4.33 ± 0.58, NLL 1.100 ± 0.100; 2/3 converged; "
+        f"90 s per run; accuracy minus KD {d.mean:+.2f} [95% CI {d.ci[0]:+.2f}, {d.ci[1]:+.2f}], "
+        f"MDE {d.mde:.2f}; ECE minus KD {e.mean:+.2f} [95% CI {e.ci[0]:+.2f}, {e.ci[1]:+.2f}], "
+        f"MDE {e.mde:.2f}"
     )
     assert d.mean == pytest.approx(1.2, abs=1e-9)
+    assert e.mean == pytest.approx(-1.667, abs=1e-3)
