@@ -105,7 +105,7 @@ def test_sweep_cache_defaults_leave_run_ids_alone_and_yield_to_the_sweep_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from calikd.experiments import tasks
-    from calikd.experiments.spec import expand
+    from calikd.experiments.plan import expand
     from calikd.experiments.tasks import run_distill
     from calikd.results import run_id_for
 

@@ -168,7 +168,8 @@ def test_a_foreign_teacher_is_calibrated_inside_the_sweep(
 ) -> None:
     """A sweep's teacher from outside (``checkpoint: ../..``-style paths allowed) is calibrated into the
     sweep folder; its own folder is not written to, and the students use the sweep's calibrator."""
-    from calikd.experiments.spec import expand, parse_spec
+    from calikd.experiments.plan import expand
+    from calikd.experiments.spec import parse_spec
     from calikd.experiments.tasks import run_calibrate, run_distill
 
     foreign = tmp_path / "elsewhere" / "run"

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from calikd.errors import ConfigError, did_you_mean
-from calikd.experiments.spec import RunPlan
+from calikd.experiments.plan import RunPlan
 from calikd.experiments.tasks import RunResult, error_detail, record_failure, record_result, run_work
 from calikd.results import DEFAULT_HEARTBEAT_S, ClaimLostError, ResultsStore
 

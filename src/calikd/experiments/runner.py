@@ -18,8 +18,9 @@ from typing import Any, Protocol
 
 from calikd.errors import ConfigError, did_you_mean
 from calikd.experiments.overhead import SweepTiming, append_timing, train_loop_seconds
+from calikd.experiments.plan import RunPlan, expand
 from calikd.experiments.ray_executor import RayExecutor, RayOptions
-from calikd.experiments.spec import RunPlan, SweepSpec, expand, spec_to_dict
+from calikd.experiments.spec import SweepSpec, spec_to_dict
 from calikd.experiments.tasks import execute
 from calikd.results import DEFAULT_DB_PATH, ResultsStore
 from calikd.store.checkpoint import checkpoint_id

@@ -26,7 +26,7 @@ from calikd.data.splits import subsample_train
 from calikd.distill import DistillConfig, distill
 from calikd.engine.robustness import evaluate_corruptions
 from calikd.experiments.overhead import TRAIN_LOOP_METRIC
-from calikd.experiments.spec import RunPlan
+from calikd.experiments.plan import RunPlan
 from calikd.metrics.robustness import per_severity
 from calikd.report.robustness import write_robustness_report
 from calikd.results import ResultsStore
