@@ -81,9 +81,12 @@ def main() -> None:
             loop_text = f"{loop:6.1f} s" if loop is not None else "     -  "
             print(f"{run.kind:<9} {run.name:<40} run {run.wall_time_s or 0:6.1f} s, loop {loop_text}{cache}")
         print(f"\n{timing.line()}")
-        if timing.ratio is not None:
+        if timing.ratio is not None and timing.overhead is not None:
             ratio = timing.ratio
-            print(f"ratio Σ(training loops) / wall = {ratio:.3f}; per-run overhead {1 - ratio:.1%}")
+            print(
+                f"ratio Σ(training loops) / wall = {ratio:.3f}; evaluation runs "
+                f"{timing.evaluation_ratio:.1%}; per-run overhead {timing.overhead:.1%}"
+            )
         if not outcome.ok:
             raise SystemExit("failed runs: " + "; ".join(outcome.failed))
 

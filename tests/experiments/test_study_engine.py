@@ -8,9 +8,16 @@ from pathlib import Path
 import pytest
 
 from calikd.experiments import parse_spec, run_sweep
-from calikd.experiments.overhead import SweepTiming, append_timing, read_timings, total
+from calikd.experiments.overhead import (
+    SweepTiming,
+    append_timing,
+    evaluation_seconds,
+    read_timings,
+    total,
+    train_loop_seconds,
+)
 from calikd.experiments.report import sweep_report
-from calikd.results import ResultsStore
+from calikd.results import ResultsStore, RunRecord
 
 DATA = {"train_size": 160, "test_size": 64, "num_classes": 3, "seed": 2}
 FAST = {"batch_size": 32, "precision": "fp32", "device": "cpu", "teacher_path": "eager"}
@@ -55,6 +62,35 @@ def test_timing_ratio_and_line() -> None:
     assert (both.wall_s, both.train_loop_s, both.runs) == (40.0, 30.0, 7)
 
 
+def test_evaluation_runs_are_their_own_share_not_overhead() -> None:
+    timing = SweepTiming(wall_s=20.0, train_loop_s=12.0, runs=5, slots=1, evaluation_s=6.0)
+    assert (timing.ratio, timing.evaluation_ratio) == (pytest.approx(0.6), pytest.approx(0.3))
+    assert timing.overhead == pytest.approx(0.1)
+    assert timing.line() == (
+        "training loops 12.0 s and evaluation runs 6.0 s of 20.0 s wall (5 runs): 60% training, "
+        "30% evaluation runs, 10% overhead"
+    )
+    assert SweepTiming(wall_s=20.0, train_loop_s=12.0, runs=1).overhead == pytest.approx(0.4)
+    both = total([timing, SweepTiming(10.0, 5.0, 2, 2, evaluation_s=4.0)])
+    assert (both.wall_s, both.evaluation_s, both.overhead) == (40.0, 10.0, pytest.approx(0.325))
+    assert SweepTiming(wall_s=1.0, train_loop_s=0.0, runs=0).overhead is None
+
+
+def test_evaluation_seconds_count_calibrations_corrupted_sets_and_robustness_only() -> None:
+    def run(kind: str, wall: float) -> RunRecord:
+        return RunRecord(
+            run_id=kind, sweep="s", kind=kind, name=kind, status="finished", config={}, hashes={},
+            out_dir=None, created_at=0.0, started_at=None, finished_at=None, heartbeat_at=None,
+            worker=None, attempts=1, error=None, wall_time_s=wall,
+            metrics={"train_loop_seconds": wall / 2} if kind in ("teacher", "distill") else {},
+        )  # fmt: skip
+
+    kinds = {"teacher": 10.0, "calibrate": 1.0, "distill": 4.0, "corrupt": 2.0, "robustness": 3.0}
+    runs = [run(kind, wall) for kind, wall in kinds.items()]
+    assert evaluation_seconds(runs) == pytest.approx(6.0)
+    assert train_loop_seconds(runs) == pytest.approx(7.0)
+
+
 def test_timings_append_and_survive_a_bad_file(tmp_path: Path) -> None:
     assert read_timings(tmp_path) == []
     append_timing(tmp_path, SweepTiming(2.0, 1.0, 1))
@@ -79,7 +115,8 @@ def test_sweep_prints_and_records_its_training_share(sweep: tuple) -> None:
     assert timing.runs == 6 and timing.slots == 1
     assert timing.train_loop_s == pytest.approx(expected)
     assert timing.ratio == pytest.approx(expected / timing.wall_s) and 0 < timing.ratio < 1
-    assert lines[-1] == f"sweep 'study': {timing.line()}"
+    assert timing.evaluation_s == pytest.approx(sum(r.wall_time_s for r in runs if r.kind == "calibrate"))
+    assert lines[-1] == f"sweep 'study': {timing.line()}" and "evaluation runs" in lines[-1]
     assert read_timings(root / "out") == [timing]
     md, _ = sweep_report(db, "study", root / "report")
     assert f"Training loops took {timing.ratio:.0%} of the sweep's wall time" in md.read_text()

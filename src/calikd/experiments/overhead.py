@@ -1,11 +1,13 @@
 """How much of a sweep's wall time its runs spend training.
 
 Every teacher and student run records ``train_loop_seconds``, the seconds of its epoch loops (the runs' own
-``wall_time_s``); calibrations, corrupted sets and robustness evaluations train nothing. A sweep process
-divides the sum over the runs it executed by its wall time times its parallel slots (workers): the
-*training share*; one minus it is the *overhead share* (start-up, data loading, evaluations, reports,
-waiting). Under Ray the cluster's parallelism is not known here, so slots is 1 and the share can exceed 1.
-Each sweep process appends its numbers to ``<sweep out>/timing.json``, which the sweep report reads.
+``wall_time_s``); calibrations, corrupted sets and robustness evaluations train nothing: they are the
+measurements a study asks for (*evaluation runs*, their whole ``wall_time_s``). A sweep process divides each
+sum over the runs it executed by its wall time times its parallel slots (workers): the *training share* and
+the *evaluation share*; the rest is the *overhead share* (start-up, data loading, a run's own evaluations and
+files, reports, a worker waiting at the end of a phase). Under Ray the cluster's parallelism is not known
+here, so slots is 1 and the shares can exceed 1. Each sweep process appends its numbers to
+``<sweep out>/timing.json``, which the sweep report reads.
 """
 
 from __future__ import annotations
@@ -21,16 +23,19 @@ from calikd.utils.io import atomic_write_json
 
 TRAIN_LOOP_METRIC = "train_loop_seconds"
 TIMING_FILE = "timing.json"
+EVALUATION_KINDS = ("calibrate", "corrupt", "robustness")  # runs that measure, train nothing
 
 
 @dataclass(frozen=True)
 class SweepTiming:
-    """One sweep process: its wall time, parallel slots, runs executed and their training-loop seconds."""
+    """One sweep process: its wall time, parallel slots, runs executed, their training-loop seconds and the
+    seconds of its evaluation runs (:data:`EVALUATION_KINDS`)."""
 
     wall_s: float
     train_loop_s: float
     runs: int
     slots: int = 1
+    evaluation_s: float = 0.0
 
     @property
     def ratio(self) -> float | None:
@@ -39,21 +44,44 @@ class SweepTiming:
             return None
         return self.train_loop_s / (self.wall_s * self.slots)
 
+    @property
+    def evaluation_ratio(self) -> float | None:
+        """Σ(evaluation-run time) / (wall time x slots); None for a process that ran nothing."""
+        if self.runs == 0 or self.wall_s <= 0:
+            return None
+        return self.evaluation_s / (self.wall_s * self.slots)
+
+    @property
+    def overhead(self) -> float | None:
+        """The share of wall time x slots spent neither in training loops nor in evaluation runs."""
+        if self.ratio is None or self.evaluation_ratio is None:
+            return None
+        return max(0.0, 1 - self.ratio - self.evaluation_ratio)
+
     def line(self) -> str:
         """One line for the sweep's end, e.g. ``training loops 9.3 s of 15.5 s wall: 60% training, 40%
-        overhead``."""
-        if self.ratio is None:
+        overhead`` (with evaluation runs: ``..., 20% evaluation runs, 5% overhead``)."""
+        if self.ratio is None or self.overhead is None:
             return f"no run executed in this process ({self.wall_s:.1f} s wall)"
         slots = f" x {self.slots} workers" if self.slots > 1 else ""
+        evaluation = f" and evaluation runs {self.evaluation_s:.1f} s" if self.evaluation_s > 0 else ""
+        shares = f"{self.ratio:.0%} training, "
+        if self.evaluation_s > 0:
+            shares += f"{self.evaluation_ratio:.0%} evaluation runs, "
         return (
-            f"training loops {self.train_loop_s:.1f} s of {self.wall_s:.1f} s wall{slots} "
-            f"({self.runs} runs): {self.ratio:.0%} training, {1 - self.ratio:.0%} overhead"
+            f"training loops {self.train_loop_s:.1f} s{evaluation} of {self.wall_s:.1f} s wall{slots} "
+            f"({self.runs} runs): {shares}{self.overhead:.0%} overhead"
         )
 
 
 def train_loop_seconds(runs: Iterable[RunRecord]) -> float:
     """Σ ``train_loop_seconds`` over ``runs`` (runs without it train nothing)."""
     return sum(r.metrics.get(TRAIN_LOOP_METRIC) or 0.0 for r in runs)
+
+
+def evaluation_seconds(runs: Iterable[RunRecord]) -> float:
+    """Σ ``wall_time_s`` over the evaluation runs (:data:`EVALUATION_KINDS`) among ``runs``."""
+    return sum(r.wall_time_s or 0.0 for r in runs if r.kind in EVALUATION_KINDS)
 
 
 def append_timing(out: str | Path, timing: SweepTiming) -> Path:
@@ -81,7 +109,10 @@ def total(timings: Iterable[SweepTiming]) -> SweepTiming:
     items = [t for t in timings if t.runs]
     slot_s = sum(t.wall_s * t.slots for t in items)
     return SweepTiming(
-        wall_s=slot_s, train_loop_s=sum(t.train_loop_s for t in items), runs=sum(t.runs for t in items)
+        wall_s=slot_s,
+        train_loop_s=sum(t.train_loop_s for t in items),
+        runs=sum(t.runs for t in items),
+        evaluation_s=sum(t.evaluation_s for t in items),
     )
 
 
@@ -96,11 +127,16 @@ def timing_paragraph(runs: list[RunRecord], out: str | Path | None) -> str | Non
     parts = []
     timings = read_timings(out) if out is not None else []
     whole = total(timings)
-    if whole.ratio is not None:
+    if whole.ratio is not None and whole.overhead is not None:
+        evaluation = (
+            f", evaluation runs (calibrations, corrupted sets, robustness) {whole.evaluation_ratio:.0%}"
+            if whole.evaluation_s > 0
+            else ""
+        )
         parts.append(
             f"Training loops took {whole.ratio:.0%} of the sweep's wall time ({whole.train_loop_s:.1f} s of "
-            f"{whole.wall_s:.1f} worker-seconds over {len(timings)} sweep process(es)); per-run overhead "
-            f"{1 - whole.ratio:.0%}."
+            f"{whole.wall_s:.1f} worker-seconds over {len(timings)} sweep process(es)){evaluation}; per-run "
+            f"overhead {whole.overhead:.0%}."
         )
     parts.append(
         f"Inside the runs, training loops took {train_s / run_s:.0%} of their {run_s:.1f} s "

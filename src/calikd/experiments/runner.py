@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from calikd.errors import ConfigError, did_you_mean
-from calikd.experiments.overhead import SweepTiming, append_timing, train_loop_seconds
+from calikd.experiments.overhead import (
+    SweepTiming,
+    append_timing,
+    evaluation_seconds,
+    train_loop_seconds,
+)
 from calikd.experiments.plan import RunPlan, expand
 from calikd.experiments.ray_executor import RayExecutor, RayOptions
 from calikd.experiments.spec import SweepSpec, spec_to_dict
@@ -132,9 +137,15 @@ def run_sweep(
     finally:
         runner.close()
     with ResultsStore(db_path) as store:
-        train_s = train_loop_seconds(store.get(run_id) for run_id in ran)
+        records = [store.get(run_id) for run_id in ran]
     slots = workers if executor == "local" else 1
-    outcome.timing = SweepTiming(time.perf_counter() - start, train_s, len(ran), slots)
+    outcome.timing = SweepTiming(
+        time.perf_counter() - start,
+        train_loop_seconds(records),
+        len(ran),
+        slots,
+        evaluation_seconds(records),
+    )
     if ran:
         append_timing(spec.out, outcome.timing)
     say(f"sweep '{spec.name}': {outcome.timing.line()}")
