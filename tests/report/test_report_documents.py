@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import torch
 
+from calikd.experiments.protocol import teacher_checks
 from calikd.metrics import calibration_report
 from calikd.report.calibration import calibration_markdown, calibration_rows
 from calikd.report.columns import CALIBRATION, RUN, RUN_CONSOLE, STUDENT, MetricColumns
@@ -176,3 +177,16 @@ def test_sweep_document_from_plain_records(tmp_path: Path) -> None:
     text = doc.text()
     assert "# Sweep `grid`" in text and "3 runs in `calikd.db`: 3 finished" in text
     assert "| t1, cnn, kd, cal=none |" in text and "0.6000 ± 0.1414" in text
+
+
+def test_a_teacher_trained_by_another_sweep_keeps_its_convergence_and_floor_check() -> None:
+    trained = _record("teacher", "cnn-1234abcd", {"model": "cnn"}, {"converged": 1.0})
+    trained.out_dir = "runs/zoo/teachers/cnn-1234abcd"  # where the first sweep trained it
+    here = "runs/paper/teachers/cnn-1234abcd/last"  # this sweep's copy of it
+    cal = _record("calibrate", "cnn-calibrate", {"checkpoint": here}, {"test_raw_accuracy": 0.905})
+    other = _record("calibrate", "mlp-calibrate", {"checkpoint": "elsewhere/mlp/last"}, {})
+    results = SweepResults([trained, cal, other])
+    assert results.teacher_run(here) is trained and results.teacher_run("elsewhere/mlp/last") is None
+    checks = teacher_checks(results, {"*": 0.91})
+    assert (checks[here].converged, checks[here].below) == (1.0, True)
+    assert checks["elsewhere/mlp/last"].converged is None

@@ -40,7 +40,7 @@ def teacher_checks(results: SweepResults, floors: dict[str, float]) -> dict[str,
     """Every calibrated teacher (by checkpoint) checked against ``floors`` and for convergence."""
     checks = {}
     for path, run in results.teachers.items():
-        trained = results.teacher_runs.get(path)
+        trained = results.teacher_run(path)
         name = results.teacher_name(path)
         floor = floor_for(name, _teacher_model(path, trained), floors)
         accuracy = run.metrics.get("test_raw_accuracy")
