@@ -37,26 +37,27 @@ class SweepTiming:
     slots: int = 1
     evaluation_s: float = 0.0
 
+    def _share(self, seconds: float) -> float | None:
+        """``seconds`` / (wall time x slots); None for a process that ran nothing."""
+        if self.runs == 0 or self.wall_s <= 0:
+            return None
+        return seconds / (self.wall_s * self.slots)
+
     @property
     def ratio(self) -> float | None:
         """Σ(training-loop time) / (wall time x slots); None for a process that ran nothing."""
-        if self.runs == 0 or self.wall_s <= 0:
-            return None
-        return self.train_loop_s / (self.wall_s * self.slots)
+        return self._share(self.train_loop_s)
 
     @property
     def evaluation_ratio(self) -> float | None:
         """Σ(evaluation-run time) / (wall time x slots); None for a process that ran nothing."""
-        if self.runs == 0 or self.wall_s <= 0:
-            return None
-        return self.evaluation_s / (self.wall_s * self.slots)
+        return self._share(self.evaluation_s)
 
     @property
     def overhead(self) -> float | None:
         """The share of wall time x slots spent neither in training loops nor in evaluation runs."""
-        if self.ratio is None or self.evaluation_ratio is None:
-            return None
-        return max(0.0, 1 - self.ratio - self.evaluation_ratio)
+        share = self._share(self.train_loop_s + self.evaluation_s)
+        return None if share is None else max(0.0, 1 - share)
 
     def line(self) -> str:
         """One line for the sweep's end, e.g. ``training loops 9.3 s of 15.5 s wall: 60% training, 40%
@@ -64,13 +65,13 @@ class SweepTiming:
         if self.ratio is None or self.overhead is None:
             return f"no run executed in this process ({self.wall_s:.1f} s wall)"
         slots = f" x {self.slots} workers" if self.slots > 1 else ""
-        evaluation = f" and evaluation runs {self.evaluation_s:.1f} s" if self.evaluation_s > 0 else ""
-        shares = f"{self.ratio:.0%} training, "
+        evaluation, evaluation_share = "", ""
         if self.evaluation_s > 0:
-            shares += f"{self.evaluation_ratio:.0%} evaluation runs, "
+            evaluation = f" and evaluation runs {self.evaluation_s:.1f} s"
+            evaluation_share = f"{self.evaluation_ratio:.0%} evaluation runs, "
         return (
             f"training loops {self.train_loop_s:.1f} s{evaluation} of {self.wall_s:.1f} s wall{slots} "
-            f"({self.runs} runs): {shares}{self.overhead:.0%} overhead"
+            f"({self.runs} runs): {self.ratio:.0%} training, {evaluation_share}{self.overhead:.0%} overhead"
         )
 
 

@@ -53,15 +53,14 @@ class SweepResults:
             r.config["checkpoint"]: r.name.removesuffix("-calibrate") for r in self.calibrations
         }
         self.teachers = {r.config["checkpoint"]: r for r in self.calibrations}
-        # the training runs of the sweep's teachers, by the checkpoint their calibrate run reads; a teacher
-        # trained by another sweep of the store (one zoo shared by several) is read from a copy in this
-        # sweep's folder of the same name (``<name>-<run id>``), so its folder name finds it too
-        self.teacher_runs = {
-            f"{r.out_dir}/last": r
+        # the training runs of the sweep's teachers, by the name of their folder (``<name>-<run id>``): a
+        # calibrate run reads ``<folder>/last``, the teacher's own or, for a teacher trained by another sweep
+        # of the store (one zoo shared by several), this sweep's copy of it, which has the same name
+        self._teacher_runs = {
+            Path(r.out_dir).name: r
             for r in runs
             if r.kind == "teacher" and r.status == "finished" and r.out_dir
         }
-        self._teacher_runs_by_folder = {Path(path).parent.name: r for path, r in self.teacher_runs.items()}
         self.students = [r for r in runs if r.kind == "distill" and r.status == "finished"]
         groups: dict[tuple, list[Any]] = defaultdict(list)
         for run in self.students:
@@ -79,7 +78,7 @@ class SweepResults:
 
     def teacher_run(self, path: str) -> Any | None:
         """The training run of the teacher whose checkpoint is ``path`` (None: trained outside the store)."""
-        return self.teacher_runs.get(path) or self._teacher_runs_by_folder.get(Path(path).parent.name)
+        return self._teacher_runs.get(Path(path).parent.name)
 
     def teacher_name(self, path: str | None) -> str:
         return "—" if path is None else self.teacher_names.get(path, Path(path).parent.name)
