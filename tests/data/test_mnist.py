@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from calikd.data import dataset_info, fetch_dataset, load_dataset
 from calikd.data.info import DatasetInfo
@@ -99,6 +100,30 @@ def test_local_files_verified_on_load(tmp_path: Path, tiny_idx, gen) -> None:
     (folder / "t10k-labels-idx1-ubyte").write_bytes(gen.write_idx(gen.idx_labels(19)))
     with pytest.raises(DataError, match="holds 19 items; the official file holds 20"):
         load_dataset("tiny-idx", tmp_path)
+
+
+def test_a_process_parses_the_same_bytes_once(tmp_path: Path, tiny_idx, gen, monkeypatch) -> None:
+    from calikd.data import mnist
+
+    parsed: list[str] = []
+    real = mnist._parse_verified
+    monkeypatch.setattr(mnist, "_parse_verified", lambda p, *a: parsed.append(p.name) or real(p, *a))
+    folder = tmp_path / "tiny-idx"
+    folder.mkdir()
+    for stem, array in tiny_idx.items():
+        (folder / stem).write_bytes(gen.write_idx(array))
+    first = load_dataset("tiny-idx", tmp_path, val_fraction=0.0)
+    second = load_dataset("tiny-idx", tmp_path, val_fraction=0.0)
+    assert len(parsed) == 4  # the second load found all four files' bytes unchanged
+    assert torch.equal(first.train.images, second.train.images)
+    second.train.images[0] += 1  # each load owns its tensors: the kept arrays are not shared
+    assert not torch.equal(first.train.images, second.train.images)
+    labels = tiny_idx["train-labels-idx1-ubyte"].copy()
+    labels[0] = (labels[0] + 1) % 10
+    (folder / "train-labels-idx1-ubyte").write_bytes(gen.write_idx(labels))  # same size, new bytes
+    with pytest.raises(ChecksumError, match="does not hold the official tiny-idx"):
+        load_dataset("tiny-idx", tmp_path)
+    assert parsed[-1] == "train-labels-idx1-ubyte"
 
 
 def test_image_label_count_mismatch(tmp_path: Path, gen) -> None:

@@ -382,3 +382,33 @@ def test_raw_and_calibrated_students_of_one_seed_are_paired(
     assert _same(w0, w1)  # same initial weights
     assert len(seen0) == len(seen1) > 0
     assert all(torch.equal(a, b) for a, b in zip(seen0, seen1, strict=True))  # same batches, same order
+
+
+def test_reliability_plot_off_writes_no_image_and_says_why(
+    distill_config, teacher_ckpt: str, tmp_path: Path
+) -> None:
+    run = tmp_path / "noplot"
+    run.mkdir()
+    (run / "reliability.png").write_bytes(b"stale")  # an earlier attempt's image never outlives its run
+    distill(distill_config(teacher_ckpt, run, epochs=1, reliability_plot=False, overwrite=True), log=None)
+    assert not (run / "reliability.png").exists()
+    text = (run / "report.md").read_text()
+    assert "reliability.png" not in text and "not drawn for this run, `reliability_plot` off" in text
+
+
+def test_best_checkpoint_tested_again_only_when_it_is_not_the_last_epoch(
+    distill_config, teacher_ckpt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from calikd.engine import fit as fit_module
+
+    reads: list[str] = []
+    real = fit_module.read_checkpoint
+    monkeypatch.setattr(fit_module, "read_checkpoint", lambda p: reads.append(Path(p).name) or real(p))
+    last = distill(distill_config(teacher_ckpt, tmp_path / "one", epochs=1), log=None)
+    assert last.best_epoch == 1 and reads == []  # the last epoch is the best: its test numbers are reused
+    assert last.student_test_best == last.student_test_last
+    monkeypatch.setattr(fit_module, "is_better", lambda val, best: best is None)  # epoch 1 stays the best
+    earlier = distill(distill_config(teacher_ckpt, tmp_path / "two", epochs=2), log=None)
+    assert earlier.best_epoch == 1 and reads == ["best"]
+    evaluated = evaluate_checkpoint(tmp_path / "two" / "best", precision="fp32", device="cpu")
+    assert earlier.student_test_best["accuracy"] == pytest.approx(evaluated["metrics"]["accuracy"])

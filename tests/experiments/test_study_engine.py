@@ -178,6 +178,29 @@ def test_sweep_cache_defaults_leave_run_ids_alone_and_yield_to_the_sweep_file(
     ]
 
 
+def test_sweeps_draw_reliability_diagrams_for_their_first_seed_only(tmp_path: Path) -> None:
+    from calikd.experiments.plan import expand
+    from calikd.results import run_id_for
+
+    spec = {
+        "name": "plots",
+        "out": str(tmp_path / "out"),
+        "dataset": "synthetic",
+        "teachers": [{"checkpoint": "t/last"}],
+        "methods": ["ce", "kd"],
+        "seeds": [3, 1],
+        "distill": {"epochs": 1},
+    }
+    students = [p for p in expand(parse_spec(spec)) if p.kind == "distill"]
+    drawn = {
+        (p.config["method"], p.config["seed"]): p.settings.get("reliability_plot", True) for p in students
+    }
+    assert drawn == {("ce", 3): True, ("kd", 3): True, ("ce", 1): False, ("kd", 1): False}
+    assert all(p.run_id == run_id_for({"kind": "distill", **p.config}) for p in students)
+    forced = {**spec, "distill": {"epochs": 1, "reliability_plot": True}}  # the sweep file's choice wins
+    assert all(p.config["reliability_plot"] for p in expand(parse_spec(forced)) if p.kind == "distill")
+
+
 def test_teacher_numbers_are_computed_once_per_teacher_and_calibration(sweep: tuple) -> None:
     db, root, _, _ = sweep
     with ResultsStore(db) as store:

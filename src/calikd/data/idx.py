@@ -25,11 +25,20 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 def read_bytes_maybe_gzip(path: str | os.PathLike[str]) -> bytes:
     """The (decompressed, if gzip) content of ``path``; a corrupt gzip is a :class:`DataError` naming it."""
+    return gunzip_maybe(read_file_bytes(path), path)
+
+
+def read_file_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of ``path`` as stored; an unreadable file is a :class:`DataError` naming it."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read '{path}': {exc.strerror or exc}") from exc
+
+
+def gunzip_maybe(raw: bytes, path: str | os.PathLike[str]) -> bytes:
+    """``raw`` decompressed if it is gzip (a corrupt gzip is a :class:`DataError` naming ``path``)."""
     if raw[:2] != _GZIP_MAGIC:
         return raw
     try:

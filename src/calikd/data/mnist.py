@@ -5,7 +5,8 @@ Sources and hashes (see the module constants):
 * Fashion-MNIST: ``http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/`` (the Zalando Research
   README's link). Files are verified by the SHA-256 of their *decompressed* content (measured on the
   Debian ``dataset-fashion-mnist`` files, which are recompressed copies), so upstream and Debian files both
-  verify, on download and on every load.
+  verify, on download and on every load (a process keeps the last files it parsed, keyed by the SHA-256 of
+  the bytes on disk, so the runs of a sweep worker decompress and parse them once).
 * MNIST: torchvision's S3 mirror, TensorFlow's GCS mirror and ``yann.lecun.com``; downloads are verified
   by the SHA-256 of the official ``.gz`` files (published identically by several projects). No SHA-256 of
   the decompressed MNIST files is published that we could confirm, so local MNIST files are checked by
@@ -14,6 +15,7 @@ Sources and hashes (see the module constants):
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import torch
 
 from calikd.data.dataset import ArrayDataset
 from calikd.data.fetch import dataset_root
-from calikd.data.idx import parse_idx, read_bytes_maybe_gzip, sha256_hex
+from calikd.data.idx import gunzip_maybe, parse_idx, read_file_bytes, sha256_hex
 from calikd.data.info import DatasetInfo
 from calikd.data.registry import BuildContext, DatasetSpec, RawDataset, Resource, add_spec
 from calikd.errors import ChecksumError, DataError
@@ -141,8 +143,27 @@ def _finder(files: tuple[IdxFile, ...], extra_subdirs: tuple[str, ...]):
     return find
 
 
+_PARSED: OrderedDict[tuple[str, str, IdxFile, str], np.ndarray] = OrderedDict()
+_PARSED_KEEP = 4  # one dataset's four files: a sweep worker's runs load the same dataset again and again
+
+
 def _read_verified(path: Path, f: IdxFile, dataset: str) -> np.ndarray:
-    content = read_bytes_maybe_gzip(path)
+    """The parsed, verified array of ``path`` (read-only: callers copy), parsed once per process for the
+    same bytes on disk (keyed by their SHA-256)."""
+    raw = read_file_bytes(path)
+    key = (str(path), sha256_hex(raw), f, dataset)
+    if key in _PARSED:
+        _PARSED.move_to_end(key)
+        return _PARSED[key]
+    array = _parse_verified(path, raw, f, dataset)
+    _PARSED[key] = array
+    while len(_PARSED) > _PARSED_KEEP:
+        _PARSED.popitem(last=False)
+    return array
+
+
+def _parse_verified(path: Path, raw: bytes, f: IdxFile, dataset: str) -> np.ndarray:
+    content = gunzip_maybe(raw, path)
     digest = sha256_hex(content)
     if f.content_sha256 is not None and digest != f.content_sha256:
         raise ChecksumError(
@@ -155,7 +176,9 @@ def _read_verified(path: Path, f: IdxFile, dataset: str) -> np.ndarray:
     if other is not None and other != dataset:
         raise DataError(f"file {path} is {other}'s {f.stem}, not {dataset}'s", hint="check --data-dir")
     ndim = 3 if f.kind == "images" else 1
-    return parse_idx(content, source=str(path), expected_ndim=ndim, expected_count=f.count)
+    array = parse_idx(content, source=str(path), expected_ndim=ndim, expected_count=f.count)
+    array.flags.writeable = False  # shared by later loads: callers copy
+    return array
 
 
 def _build_idx(ctx: BuildContext, files: tuple[IdxFile, ...], info: DatasetInfo) -> RawDataset:

@@ -93,6 +93,11 @@ class DistillConfig(TrainingConfig, AugmentConfig):
         "JSON file of the teacher's val/test numbers shared by runs (sweeps set it): entries whose key "
         "matches this run are read, the others computed and added",
     )
+    reliability_plot: bool = option(
+        True,
+        "draw the reliability diagrams (reliability.png, about 1 s a run); sweeps draw them for their first "
+        "seed only",
+    )
     teacher_path: str = option(
         "auto",
         "how the frozen teacher runs in distillation: auto = the fastest of eager, channels_last and "

@@ -42,6 +42,7 @@ DISTILL_MAY_DIFFER = RESUME_MAY_DIFFER | {
     "teacher_cache",
     "cache_dir",
     "teacher_numbers",
+    "reliability_plot",
     "teacher",
     "teacher_module",
 }
@@ -266,4 +267,4 @@ class DistillTask(TrainTask):
         }
 
     def write(self, result: RunResult) -> None:
-        write_run_report(result.to_dict(), self.panels, result.out_dir)
+        write_run_report(result.to_dict(), self.panels, result.out_dir, plot=self.config.reliability_plot)

@@ -326,9 +326,12 @@ def _train(
 
     outputs["test"] = task.predict(model, data.test)
     test_last = task.test_metrics(*outputs["test"])
-    best_model = copy.deepcopy(model)
-    load_state_into(best_model, read_checkpoint(out_dir / "best").state_dict)
-    test_best = task.test_metrics(*task.predict(best_model, data.test))
+    if best_epoch == config.epochs:  # the best checkpoint holds these very weights: the same logits
+        test_best = test_last
+    else:
+        best_model = copy.deepcopy(model)
+        load_state_into(best_model, read_checkpoint(out_dir / "best").state_dict)
+        test_best = task.test_metrics(*task.predict(best_model, data.test))
     convergence = check_convergence(history, peak_lr=config.lr)
     say(f"convergence: {convergence.describe()}")
     fitted = Fitted(

@@ -137,7 +137,9 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
                         checkpoint, tdeps = teacher_ckpt[teacher.name]
                         deps = tdeps if calibration == "none" else (*tdeps, calibrated[checkpoint])
                     out = f"{spec.out}/students/{name}-{run_id[:8]}"
-                    settings = distill_settings(spec.out, teacher.name) if teacher else {}
+                    settings = distill_settings(
+                        spec.out, teacher.name if teacher else None, first_seed=seed == spec.seeds[0]
+                    )
                     plans.append(RunPlan("distill", run_id, name, config, out, deps, settings))
     if spec.robustness is not None:
         plans.extend(_robustness_plans(spec, plans, teacher_ckpt))

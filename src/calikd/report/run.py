@@ -21,6 +21,10 @@ from calikd.utils.io import atomic_write_bytes, atomic_write_json
 
 RELIABILITY_IMAGE = "![reliability diagrams on the test split](reliability.png)"
 NO_MATPLOTLIB = "(no reliability diagrams: install matplotlib, `pip install 'calikd[plot]'`)"
+NOT_DRAWN = (
+    "(no reliability diagrams: not drawn for this run, `reliability_plot` off; a sweep draws them for its "
+    "first seed)"
+)
 
 
 def run_rows(
@@ -126,13 +130,16 @@ def run_markdown(run: Mapping[str, Any]) -> str:
 
 
 def write_run_report(
-    run: Mapping[str, Any], panels: Mapping[str, CalibrationReport], out_dir: Path
+    run: Mapping[str, Any], panels: Mapping[str, CalibrationReport], out_dir: Path, *, plot: bool = True
 ) -> list[Path]:
-    """Write ``report.json`` (``run`` itself), ``report.md`` and, with matplotlib, ``reliability.png`` (one
-    panel per entry of ``panels``) into ``out_dir``; returns the paths written."""
+    """Write ``report.json`` (``run`` itself), ``report.md`` and, with ``plot`` and matplotlib,
+    ``reliability.png`` (one panel per entry of ``panels``) into ``out_dir``; returns the paths written."""
     written = [out_dir / "report.json", out_dir / "report.md"]
     text = run_markdown(run)
-    if importlib.util.find_spec("matplotlib") is None:
+    if not plot:
+        text = text.replace(RELIABILITY_IMAGE, NOT_DRAWN)
+        (out_dir / "reliability.png").unlink(missing_ok=True)  # an earlier attempt's would not match
+    elif importlib.util.find_spec("matplotlib") is None:
         text = text.replace(RELIABILITY_IMAGE, NO_MATPLOTLIB)
     else:
         written.append(

@@ -85,11 +85,13 @@ def robustness_section(doc: MarkdownDoc, results: SweepResults, out_dir: Path) -
 
 
 def student_reliability(doc: MarkdownDoc, results: SweepResults, limit: int = 6) -> None:
-    """The reliability diagrams of the first seed of up to ``limit`` configurations."""
+    """The reliability diagrams of the first seed of up to ``limit`` configurations (the first of its runs
+    that drew them: a sweep draws them for its first seed only)."""
     shown = 0
     for key, runs in results.sorted_groups():
-        png = Path(runs[0].out_dir or "") / "reliability.png"
-        if runs[0].out_dir and png.exists() and shown < limit:
+        drawn = [Path(r.out_dir) / "reliability.png" for r in runs if r.out_dir]
+        png = next((p for p in drawn if p.exists()), None)
+        if png is not None and shown < limit:
             if shown == 0:
                 doc.heading("Reliability diagrams", 2)
                 doc.paragraph(
