@@ -198,3 +198,57 @@ def test_a_measurement_on_a_busy_machine_is_not_remembered(tmp_path, monkeypatch
     assert probe_cache.busy_load() == pytest.approx(3.0 * (_os.cpu_count() or 1))
     monkeypatch.setattr(_os, "getloadavg", lambda: (0.5, 0.0, 0.0))
     assert probe_cache.busy_load() is None
+
+
+def test_a_pinned_file_keeps_the_first_measurement_even_on_a_busy_machine(tmp_path, monkeypatch) -> None:
+    machine = tmp_path / "machine.json"
+    sweep = tmp_path / "sweep" / "speed-probes.json"
+    monkeypatch.setenv("CALIKD_PROBE_CACHE", str(machine))
+    monkeypatch.setattr(probe_cache, "busy_load", lambda: 9.5)
+    choices = []
+    for measured in ["fp32", "fp32-cl", "fp32-cl"]:  # what a busy machine's timings pick, run by run
+        with probe_cache.pinned(sweep), probe_cache.exclusive():  # as select_precision does
+            stored = probe_cache.lookup("precision", {"run": "key"})
+            if stored is None:
+                assert not probe_cache.remember("precision", {"run": "key"}, {"chosen": measured})
+                stored = {"chosen": measured}
+        choices.append(stored["chosen"])
+    assert choices == ["fp32", "fp32", "fp32"]  # the sweep's runs share its first measurement
+    assert probe_cache.lookup("precision", {"run": "key"}) is None  # busy: the machine's file took nothing
+    assert (sweep.parent / "speed-probes.json.lock").exists()
+    monkeypatch.setattr(probe_cache, "busy_load", lambda: None)
+    probe_cache.remember("precision", {"other": 1}, {"chosen": "fp32-cl"})  # remembered by the machine
+    second = tmp_path / "second.json"
+    with probe_cache.pinned(second):
+        assert probe_cache.lookup("precision", {"other": 1}) == {"chosen": "fp32-cl"}  # and pinned
+    machine.write_text("{}")  # the machine's file changes: the second sweep keeps what it took
+    with probe_cache.pinned(second):
+        assert probe_cache.lookup("precision", {"other": 1}) == {"chosen": "fp32-cl"}
+    assert probe_cache.lookup("precision", {"other": 1}) is None
+    with probe_cache.pinned(None), probe_cache.exclusive():  # unpinned: no file, no lock
+        assert probe_cache.lookup("precision", {"run": "key"}) is None
+
+
+def test_two_processes_pinned_to_one_file_measure_once(tmp_path) -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    sweep = tmp_path / "speed-probes.json"
+    with ctx.Pool(2) as pool:
+        picks = pool.starmap(_pinned_pick, [(str(sweep), "fp32"), (str(sweep), "fp32-cl")])
+    assert picks[0] == picks[1]
+    assert len(json.loads(sweep.read_text())["entries"]) == 1
+
+
+def _pinned_pick(sweep: str, measured: str) -> str:
+    import os
+    import time
+
+    os.environ["CALIKD_PROBE_CACHE"] = "off"
+    with probe_cache.pinned(sweep), probe_cache.exclusive():
+        stored = probe_cache.lookup("precision", {"run": "key"})
+        if stored is None:
+            time.sleep(0.5)  # a measurement: the other process waits on the lock, then reads
+            probe_cache.remember("precision", {"run": "key"}, {"chosen": measured})
+            return measured
+        return stored["chosen"]

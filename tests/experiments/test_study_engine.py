@@ -263,3 +263,30 @@ def test_stale_teacher_numbers_are_never_used(sweep: tuple, tmp_path: Path) -> N
     assert computed["full"]["test"]["calibrated"].accuracy == fresh["full"]["test"]["calibrated"].accuracy
     assert computed["full"]["test"]["raw"].accuracy == fresh["full"]["test"]["raw"].accuracy
     assert len(json.loads(path.read_text())) == 3  # the new calibrated entry; the raw one still matches
+
+
+def test_every_run_of_a_sweep_measures_speed_into_the_sweeps_pinned_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from calikd.engine import probe_cache
+    from calikd.experiments import tasks
+    from calikd.experiments.plan import expand
+
+    spec = {
+        "name": "pins",
+        "out": str(tmp_path / "out"),
+        "dataset": "synthetic",
+        "teachers": [{"name": "t", "model": "cnn"}],
+        "calibrations": ["none", "temperature"],
+        "methods": ["ce", "kd"],
+        "distill": {"epochs": 1},
+    }
+    plans = expand(parse_spec(spec))
+    assert {p.kind for p in plans} == {"teacher", "calibrate", "distill"}
+    assert {p.probes for p in plans} == {str(tmp_path / "out" / "speed-probes.json")}
+    seen = []
+    monkeypatch.setitem(
+        tasks.RUNNERS, "distill", lambda plan: (seen.append(list(probe_cache._PINNED)), ({}, {}))[1]
+    )
+    tasks.run_work(next(p for p in plans if p.kind == "distill"))
+    assert seen == [[tmp_path / "out" / "speed-probes.json"]] and probe_cache._PINNED == []

@@ -177,37 +177,40 @@ def prepare_frozen(
     built: dict[str, FrozenRunner] = {}
     notes: list[str] = []
     if runtime.is_main:
-        stored = probe_cache.lookup("frozen", key) if timings is None else None
-        if stored is not None:
-            seconds = {k: float(v) for k, v in stored.get("seconds", {}).items()}
-            compile_s = stored.get("compile_s")
-            source = "cached"
-        elif timings is not None:
-            seconds = dict(timings)
-        else:
-            built = {name: FrozenRunner(name, *_build(module, name)) for name in paths}
-            for runner in built.values():  # warm-up (and the first call of oneDNN's kernels)
-                _time(runner, x, precision, device, n=1)
-            for _ in range(ROUNDS):
-                for name, runner in built.items():
-                    seconds[name] = min(seconds.get(name, float("inf")), _time(runner, x, precision, device))
-        fastest = min(seconds[name] for name in paths if name in seconds)
-        worth = can_compile(device) and batches * fastest * COMPILE_GAIN > (compile_s or DEFAULT_COMPILE_S)
-        if worth and "compiled" not in seconds and timings is None:
-            start = time.perf_counter()
-            try:
-                runner = FrozenRunner("compiled", *_build(module, "compiled"))
-                _time(runner, x, precision, device, n=1)  # compiles
-            except Exception as exc:  # a model torch.compile cannot handle
-                notes.append(f"torch.compile failed on the teacher ({type(exc).__name__}); not using it")
+        with probe_cache.exclusive():  # a pinned sweep measures once: the others wait, then read
+            stored = probe_cache.lookup("frozen", key) if timings is None else None
+            if stored is not None:
+                seconds = {k: float(v) for k, v in stored.get("seconds", {}).items()}
+                compile_s = stored.get("compile_s")
+                source = "cached"
+            elif timings is not None:
+                seconds = dict(timings)
             else:
-                compile_s = time.perf_counter() - start
-                seconds["compiled"] = min(_time(runner, x, precision, device) for _ in range(ROUNDS))
-                built["compiled"] = runner
-        order = [name for name in TEACHER_PATHS if name in seconds and (name != "compiled" or worth)]
-        chosen = choose_fastest(seconds, order)
-        if source == "probed" and timings is None:
-            probe_cache.remember("frozen", key, {"seconds": seconds, "compile_s": compile_s})
+                built = {name: FrozenRunner(name, *_build(module, name)) for name in paths}
+                for runner in built.values():  # warm-up (and the first call of oneDNN's kernels)
+                    _time(runner, x, precision, device, n=1)
+                for _ in range(ROUNDS):
+                    for name, runner in built.items():
+                        took = _time(runner, x, precision, device)
+                        seconds[name] = min(seconds.get(name, float("inf")), took)
+            fastest = min(seconds[name] for name in paths if name in seconds)
+            repaid = batches * fastest * COMPILE_GAIN > (compile_s or DEFAULT_COMPILE_S)
+            worth = can_compile(device) and repaid
+            if worth and "compiled" not in seconds and timings is None:
+                start = time.perf_counter()
+                try:
+                    runner = FrozenRunner("compiled", *_build(module, "compiled"))
+                    _time(runner, x, precision, device, n=1)  # compiles
+                except Exception as exc:  # a model torch.compile cannot handle
+                    notes.append(f"torch.compile failed on the teacher ({type(exc).__name__}); not using it")
+                else:
+                    compile_s = time.perf_counter() - start
+                    seconds["compiled"] = min(_time(runner, x, precision, device) for _ in range(ROUNDS))
+                    built["compiled"] = runner
+            order = [name for name in TEACHER_PATHS if name in seconds and (name != "compiled" or worth)]
+            chosen = choose_fastest(seconds, order)
+            if source == "probed" and timings is None:
+                probe_cache.remember("frozen", key, {"seconds": seconds, "compile_s": compile_s})
     chosen = TEACHER_PATHS[runtime.broadcast_int(TEACHER_PATHS.index(chosen))]
     rates = {name: x.shape[0] / max(s, 1e-12) for name, s in seconds.items()}
     runner = _finish(module, x, chosen, source, precision, device, rates, compile_s, built.get(chosen))

@@ -209,24 +209,25 @@ def select_precision(
     }
     choice: PrecisionChoice | None = None
     if runtime.is_main:
-        injected = timer is not None
-        stored = None if injected else probe_cache.lookup("precision", key)
-        if stored is not None and stored.get("chosen") in candidates:
-            rates = {k: float(v) for k, v in stored.get("images_per_s", {}).items()}
-            choice = PrecisionChoice(PRECISIONS[stored["chosen"]], "auto", "cached", rates)
-        else:
-            timer = timer or training_step_timer(model, input_shape, num_classes, batch_size, device)
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                seconds = measure(candidates, timer)
-            chosen = choose_fastest(seconds, candidates)
-            rates = {name: batch_size / max(s, 1e-12) for name, s in seconds.items()}
-            choice = PrecisionChoice(PRECISIONS[chosen], "auto", "probed", rates)
-            if not injected and not probe_cache.remember(
-                "precision", key, {"chosen": chosen, "images_per_s": rates}
-            ):
-                load = probe_cache.busy_load()
-                if load is not None:
-                    choice.reason = f"not remembered: the machine was busy (load {load:.1f})"
+        with probe_cache.exclusive():  # a pinned sweep measures once: the others wait, then read
+            injected = timer is not None
+            stored = None if injected else probe_cache.lookup("precision", key)
+            if stored is not None and stored.get("chosen") in candidates:
+                rates = {k: float(v) for k, v in stored.get("images_per_s", {}).items()}
+                choice = PrecisionChoice(PRECISIONS[stored["chosen"]], "auto", "cached", rates)
+            else:
+                timer = timer or training_step_timer(model, input_shape, num_classes, batch_size, device)
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    seconds = measure(candidates, timer)
+                chosen = choose_fastest(seconds, candidates)
+                rates = {name: batch_size / max(s, 1e-12) for name, s in seconds.items()}
+                choice = PrecisionChoice(PRECISIONS[chosen], "auto", "probed", rates)
+                if not injected and not probe_cache.remember(
+                    "precision", key, {"chosen": chosen, "images_per_s": rates}
+                ):
+                    load = probe_cache.busy_load()
+                    if load is not None:
+                        choice.reason = f"not remembered: the machine was busy (load {load:.1f})"
     index = runtime.broadcast_int(candidates.index(choice.name) if choice is not None else 0)
     if choice is None:  # another rank: rank 0's choice
         choice = PrecisionChoice(PRECISIONS[candidates[index]], "auto", "rank 0's measurement")

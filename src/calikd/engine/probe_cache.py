@@ -6,15 +6,24 @@ what the measurement depends on: the machine (CPU model, cores, torch threads, G
 the model, the input shape and batch size. A damaged or unwritable file is ignored: the probe then runs again.
 A measurement taken while the machine is busy (load average over 1.5 x its cores) serves its own run but is
 not remembered, so a later run on a quieter machine measures again.
+
+Inside :func:`pinned` (a sweep runs each of its runs so, with ``<sweep out>/speed-probes.json``) a second file
+is read first and always written, busy or not, under an exclusive lock around each lookup-measure-remember
+(:func:`exclusive`): every run of the sweep takes the first measurement (or the machine's remembered one), so
+runs compared with each other train on the same numeric path and a resumed sweep keeps it. Without it, two
+runs measured on a busy machine could pick different paths (fp32 vs fp32 + channels_last: the same maths,
+other rounding) and differ by more than their seeds explain.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
 import platform
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +90,71 @@ def _read(path: Path) -> dict[str, Any]:
     return data["entries"]
 
 
-def lookup(kind: str, key: dict[str, Any]) -> dict[str, Any] | None:
-    """The stored measurement of ``kind`` for ``key``, or None."""
-    path = cache_file()
+_PINNED: list[Path] = []  # the file of the innermost :func:`pinned`
+
+
+@contextlib.contextmanager
+def pinned(path: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Within the block, measurements are pinned to ``path`` (see the module docstring); None: no-op."""
     if path is None:
-        return None
-    entry = _read(path).get(_digest(kind, key))
+        yield
+        return
+    _PINNED.append(Path(path))
+    try:
+        yield
+    finally:
+        _PINNED.pop()
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """Hold the pinned file's lock (``<file>.lock``) over a lookup, measurement and remember (no-op
+    unpinned)."""
+    if not _PINNED:
+        yield
+        return
+    import fcntl
+
+    lock = _PINNED[-1].with_name(_PINNED[-1].name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _value(path: Path | None, digest: str) -> dict[str, Any] | None:
+    entry = _read(path).get(digest) if path is not None else None
     if isinstance(entry, dict) and isinstance(entry.get("value"), dict):
         return entry["value"]
     return None
+
+
+def _write(path: Path, kind: str, key: dict[str, Any], value: dict[str, Any]) -> bool:
+    entries = _read(path)
+    entries[_digest(kind, key)] = {"kind": kind, "key": key, "value": value}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"version": VERSION, "entries": entries})
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def lookup(kind: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored measurement of ``kind`` for ``key``, or None: the pinned file's first, then the machine's
+    (which is then pinned too, so the rest of the sweep keeps it whatever the machine's file later holds)."""
+    digest = _digest(kind, key)
+    if _PINNED:
+        value = _value(_PINNED[-1], digest)
+        if value is not None:
+            return value
+    value = _value(cache_file(), digest)
+    if value is not None and _PINNED:
+        _write(_PINNED[-1], kind, key, value)
+    return value
 
 
 def busy_load() -> float | None:
@@ -102,15 +167,11 @@ def busy_load() -> float | None:
 
 
 def remember(kind: str, key: dict[str, Any], value: dict[str, Any]) -> bool:
-    """Store ``value`` for ``key``; False when not stored (cache off or unwritable, or the machine busy)."""
+    """Store ``value`` for ``key`` in the pinned file (always) and the machine's; False when the machine's
+    file did not take it (cache off or unwritable, or the machine busy)."""
+    if _PINNED:
+        _write(_PINNED[-1], kind, key, value)
     path = cache_file()
     if path is None or busy_load() is not None:
         return False
-    entries = _read(path)
-    entries[_digest(kind, key)] = {"kind": kind, "key": key, "value": value}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, {"version": VERSION, "entries": entries})
-    except (OSError, ValueError):
-        return False
-    return True
+    return _write(path, kind, key, value)

@@ -4,6 +4,7 @@ with its content-addressed id and the runs it depends on."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +18,15 @@ from calikd.experiments.spec import SweepSpec, TeacherEntry, path_safe, student_
 from calikd.results import run_id_for
 from calikd.utils.config import config_from_dict
 
+PROBES_FILE = "speed-probes.json"  # the sweep's pinned speed measurements (precision, teacher path)
+
 
 @dataclass(frozen=True)
 class RunPlan:
     """One run of a sweep: its kind (``teacher``, ``calibrate``, ``distill``, ``corrupt`` or ``robustness``),
     id, name and config; ``settings`` are the sweep's defaults for how it runs (e.g. the teacher-logit
-    cache), not part of its id, and ``config`` wins over them."""
+    cache), not part of its id, and ``config`` wins over them; ``probes`` is the sweep's pinned speed-probe
+    file (:func:`calikd.engine.probe_cache.pinned`: the sweep's runs train on the same numeric path)."""
 
     kind: str
     run_id: str
@@ -31,6 +35,7 @@ class RunPlan:
     out_dir: str
     depends_on: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
+    probes: str | None = None
 
 
 def _student_data(spec: SweepSpec) -> dict[str, Any]:
@@ -143,7 +148,8 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
                     plans.append(RunPlan("distill", run_id, name, config, out, deps, settings))
     if spec.robustness is not None:
         plans.extend(_robustness_plans(spec, plans, teacher_ckpt))
-    return plans
+    probes = str(Path(spec.out) / PROBES_FILE)
+    return [dataclasses.replace(plan, probes=probes) for plan in plans]
 
 
 def _paired(spec: SweepSpec, teacher: str, student: dict[str, Any]) -> bool:

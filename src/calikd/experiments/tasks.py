@@ -24,6 +24,7 @@ from calikd.data import load_dataset
 from calikd.data.corrupted import write_corrupted_set
 from calikd.data.splits import subsample_train
 from calikd.distill import DistillConfig, distill
+from calikd.engine import probe_cache
 from calikd.engine.robustness import evaluate_corruptions
 from calikd.experiments.overhead import TRAIN_LOOP_METRIC
 from calikd.experiments.plan import RunPlan
@@ -200,7 +201,8 @@ def run_work(plan: RunPlan, threads: int | None = None) -> RunResult:
     if threads is not None:
         torch.set_num_threads(threads)
     start = time.perf_counter()
-    metrics, artifacts = RUNNERS[plan.kind](plan)
+    with probe_cache.pinned(plan.probes):
+        metrics, artifacts = RUNNERS[plan.kind](plan)
     return RunResult(metrics, artifacts, time.perf_counter() - start)
 
 
