@@ -360,3 +360,24 @@ def test_defaults_follow_the_papers() -> None:
     )  # fmt: skip
     with pytest.raises(ConfigError, match="unknown key 'temperature'"):
         create_distiller("ctkd", Identity4(), Identity4(), {"temperature": 4.0})
+
+
+def test_warmup_ramps_per_step_so_a_one_epoch_warmup_still_ramps() -> None:
+    full = ref_dkd(STUDENT, TEACHER, LABELS, 1.0, 8.0, 4.0)
+    s, te, y = tensors()
+    dkd = create_distiller("dkd", Identity4(), Identity4())  # 12 epochs: 12 x 20/240 = 1 warm-up epoch
+    dkd.set_epoch(1, 12)
+    terms = []
+    for step in range(4):
+        dkd.set_step(step, 4)
+        terms.append(dkd(s, y, teacher_logits=te)[1]["kd"].item())
+    assert terms == pytest.approx([full / 4, full / 2, 3 * full / 4, full], rel=1e-5)
+    dkd.set_epoch(2, 12)
+    dkd.set_step(0, 4)
+    assert dkd(s, y, teacher_logits=te)[1]["kd"].item() == pytest.approx(full, rel=1e-5)
+    long = create_distiller("dkd", Identity4(), Identity4())  # the paper's 20 of 240 epochs
+    long.set_epoch(3, 240)
+    long.set_step(9, 10)  # an epoch's last step: the authors' per-epoch weight 3 / 20
+    assert long(s, y, teacher_logits=te)[1]["kd"].item() == pytest.approx(3 * full / 20, rel=1e-5)
+    long.set_step(4, 10)
+    assert long(s, y, teacher_logits=te)[1]["kd"].item() == pytest.approx(2.5 * full / 20, rel=1e-5)

@@ -52,3 +52,16 @@ def test_band_and_window_are_parameters():
     assert not check_convergence(h).converged
     assert check_convergence(h, band=0.02).converged
     assert check_convergence(h, last_epochs=2, band=0.01).converged
+
+
+def test_a_run_settled_at_chance_has_collapsed_and_did_not_converge():
+    flat = _history([0.1, 0.05, 0.01, 0.0], [0.1, 0.1001, 0.0999, 0.1])  # a DKD student dead in epoch 1
+    assert check_convergence(flat, peak_lr=0.1).converged  # without the chance level nothing tells
+    c = check_convergence(flat, peak_lr=0.1, chance=0.1)
+    assert c.collapsed and c.annealed and c.settled and not c.converged
+    assert c.reason == "collapsed: val accuracy 0.1000, chance is 0.1000"
+    edge = 0.1 + 0.1 * 0.9  # 10% of the way from chance (10 classes) to 100%
+    assert check_convergence(_history([0.1, 0.01, 0.0], [edge] * 3), chance=0.1).collapsed
+    assert not check_convergence(_history([0.1, 0.01, 0.0], [edge + 0.001] * 3), chance=0.1).collapsed
+    two = check_convergence(_history([0.1, 0.01, 0.0], [0.56] * 3), chance=0.5)  # 2 classes: 55% bound
+    assert two.converged and not two.collapsed

@@ -229,10 +229,20 @@ class Distiller(nn.Module, abc.ABC):
         A training loop of your own must call it too, or a warm-up does not happen (:meth:`warmup_ramp`)."""
         self.epoch, self.epochs = int(epoch), int(epochs)
         self._epoch_set = True
+        self._epoch_done = 1.0  # until set_step says otherwise: the authors' per-epoch ramp
+
+    def set_step(self, step: int, steps: int) -> None:
+        """Called by the trainer before each step (0-based) of the epoch's ``steps``, so that a warm-up ramps
+        per step (:meth:`warmup_ramp`)."""
+        self._epoch_done = (int(step) + 1) / steps if steps > 0 else 1.0
 
     def warmup_ramp(self) -> float:
-        """``min(epoch / warmup_epochs, 1)``: the weight of a loss that warms up linearly. Without
-        :meth:`set_epoch` the run's position is unknown: no warm-up (1), and a :class:`WarmupWarning` once."""
+        """``min(progress / warmup_epochs, 1)``, the weight of a loss that warms up linearly, where progress
+        is the epochs done after this step (``epoch - 1 + (step + 1) / steps``): at an epoch's last step it is
+        the authors' per-epoch ``epoch / warmup_epochs``, and a warm-up of one epoch or less (a short run's
+        share of the authors' 20 of 240) still ramps instead of starting at full weight. Without
+        :meth:`set_step` the ramp is per epoch; without :meth:`set_epoch` the run's position is unknown: no
+        warm-up (1), and a :class:`WarmupWarning` once."""
         configured = getattr(self.config, "warmup_epochs", None)
         if not self._epoch_set:
             wants = configured if configured is not None else self.warmup_fraction
@@ -246,7 +256,8 @@ class Distiller(nn.Module, abc.ABC):
                 )
             return 1.0
         length = self.warmup_epochs()
-        return 1.0 if length <= 0 else min(self.epoch / length, 1.0)
+        progress = self.epoch - 1 + getattr(self, "_epoch_done", 1.0)
+        return 1.0 if length <= 0 else min(progress / length, 1.0)
 
     def train(self, mode: bool = True) -> Distiller:
         super().train(mode)

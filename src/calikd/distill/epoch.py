@@ -53,7 +53,8 @@ def distill_one_epoch(
     seen = 0
     start = time.perf_counter()
     with progress_bar(len(loader.dataset), desc, enabled=show_progress and runtime.is_main) as bar:
-        for images, labels, index in loader:
+        for step_index, (images, labels, index) in enumerate(loader, start=loader.start_batch):
+            distiller.set_step(step_index, len(loader))
             step = inputs.train_step(images, labels, generator)
             xs, xt = step.student, step.teacher
             if precision.channels_last:

@@ -7,7 +7,10 @@ A run counts as converged when both hold:
 - **its validation accuracy settled:** over the last :data:`LAST_EPOCHS` (3) epochs it moved by at most
   :data:`BAND` (1 percentage point, max - min). Runs without a validation split use training accuracy.
 
-Fewer than :data:`LAST_EPOCHS` epochs cannot show a plateau and count as not converged. The check reads the
+Fewer than :data:`LAST_EPOCHS` epochs cannot show a plateau and count as not converged. Given the chance
+level (1 / classes), a run whose last accuracy is within :data:`COLLAPSE_SHARE` (10%) of the way from chance
+to 100% has **collapsed** (a network that stopped learning in its first steps settles there just as well) and
+counts as not converged. The check reads the
 run's per-epoch history only, so it applies to finished, resumed and stored runs alike.
 """
 
@@ -22,6 +25,7 @@ from calikd.report.run import convergence_text
 ANNEALED_RATIO = 0.1
 LAST_EPOCHS = 3
 BAND = 0.01
+COLLAPSE_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class Convergence:
     band: float
     last_epochs: int
     reason: str
+    collapsed: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -58,10 +63,12 @@ def check_convergence(
     band: float = BAND,
     last_epochs: int = LAST_EPOCHS,
     annealed_ratio: float = ANNEALED_RATIO,
+    chance: float | None = None,
 ) -> Convergence:
     """Check a run's per-epoch ``history`` (records with ``lr`` and ``val_accuracy`` or ``train_accuracy``).
 
-    ``peak_lr`` is the configured learning rate (the largest ``lr`` recorded is used if it is larger)."""
+    ``peak_lr`` is the configured learning rate (the largest ``lr`` recorded is used if it is larger);
+    ``chance`` the accuracy of guessing (1 / classes), for the collapse rule (none without it)."""
     lrs = [v for h in history if (v := _finite(h.get("lr"))) is not None]
     peak = max([*lrs, *([peak_lr] if peak_lr else [])], default=None)
     ratio = lrs[-1] / peak if lrs and peak else None
@@ -72,7 +79,11 @@ def check_convergence(
     if len(accs) == last_epochs and all(a is not None for a in accs):
         spread = max(accs) - min(accs)  # type: ignore[type-var,operator]
     settled = spread is not None and spread <= band + 1e-12
+    last = accs[-1] if accs else None
+    collapsed = chance is not None and last is not None and last <= chance + COLLAPSE_SHARE * (1 - chance)
     reasons = []
+    if collapsed:
+        reasons.append(f"collapsed: {split} accuracy {last:.4f}, chance is {chance:.4f}")
     if not annealed:
         reasons.append(
             "learning rate not annealed"
@@ -85,7 +96,7 @@ def check_convergence(
             f"{split} accuracy still moving ({spread:.4f} over the last {last_epochs} epochs, band {band})"
         )
     return Convergence(
-        converged=annealed and settled,
+        converged=annealed and settled and not collapsed,
         annealed=annealed,
         settled=settled,
         final_lr_ratio=ratio,
@@ -95,4 +106,5 @@ def check_convergence(
         band=band,
         last_epochs=last_epochs,
         reason="; ".join(reasons),
+        collapsed=collapsed,
     )

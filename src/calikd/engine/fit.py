@@ -332,7 +332,7 @@ def _train(
         best_model = copy.deepcopy(model)
         load_state_into(best_model, read_checkpoint(out_dir / "best").state_dict)
         test_best = task.test_metrics(*task.predict(best_model, data.test))
-    convergence = check_convergence(history, peak_lr=config.lr)
+    convergence = check_convergence(history, peak_lr=config.lr, chance=1 / data.info.num_classes)
     say(f"convergence: {convergence.describe()}")
     fitted = Fitted(
         out_dir=out_dir,

@@ -9,7 +9,11 @@ The KD loss splits into a target-class part and a non-target part, which DKD wei
     DKD  = T^2 * (alpha * TCKD + beta * NCKD)           summed over classes, mean over the batch
 
 ``y`` is the ground-truth class (the most weighted class of a mixed target). The loss is ramped in linearly:
-it is multiplied by ``min(epoch / warmup_epochs, 1)`` (1-based epochs), as in the authors' code.
+it is multiplied by ``min(progress / warmup_epochs, 1)``, progress being the epochs done after the step
+(:meth:`calikd.distill.base.Distiller.warmup_ramp`): at an epoch's last step that is the authors' per-epoch
+``min(epoch / warmup_epochs, 1)`` (:func:`warmup_factor`), and a run short enough that its warm-up lasts one
+epoch still ramps (per epoch, its first epoch would run at full weight: a `cnn` student of a ResNet-20
+collapsed to chance so on one of three seeds at lr 0.1).
 
 Defaults: mdistiller's CIFAR-100 configuration (``mdistiller/engine/cfg.py``, the recipe of the paper's
 ResNet32x4 -> ResNet8x4 result): CE weight 1.0, alpha 1.0, beta 8.0, T 4.0, warm-up 20 of 240 epochs;
