@@ -387,13 +387,20 @@ def test_raw_and_calibrated_students_of_one_seed_are_paired(
 def test_reliability_plot_off_writes_no_image_and_says_why(
     distill_config, teacher_ckpt: str, tmp_path: Path
 ) -> None:
+    from calikd.report.run import write_run_report
+
     run = tmp_path / "noplot"
-    run.mkdir()
-    (run / "reliability.png").write_bytes(b"stale")  # an earlier attempt's image never outlives its run
-    distill(distill_config(teacher_ckpt, run, epochs=1, reliability_plot=False, overwrite=True), log=None)
+    distill(distill_config(teacher_ckpt, run, epochs=1, reliability_plot=False), log=None)
     assert not (run / "reliability.png").exists()
     text = (run / "report.md").read_text()
     assert "reliability.png" not in text and "not drawn for this run, `reliability_plot` off" in text
+    report = json.loads((run / "report.json").read_text())
+    (run / "reliability.png").write_bytes(b"an earlier attempt's")  # never outlives a report without it
+    written = write_run_report(report, {}, run, plot=False)
+    assert not (run / "reliability.png").exists() and [p.name for p in written] == [
+        "report.json",
+        "report.md",
+    ]
 
 
 def test_best_checkpoint_tested_again_only_when_it_is_not_the_last_epoch(

@@ -234,21 +234,32 @@ def test_two_processes_pinned_to_one_file_measure_once(tmp_path) -> None:
 
     ctx = multiprocessing.get_context("spawn")
     sweep = tmp_path / "speed-probes.json"
-    with ctx.Pool(2) as pool:
-        picks = pool.starmap(_pinned_pick, [(str(sweep), "fp32"), (str(sweep), "fp32-cl")])
-    assert picks[0] == picks[1]
+    barrier, picks = ctx.Barrier(2), ctx.Queue()
+    procs = [
+        ctx.Process(target=_pinned_pick, args=(str(sweep), measured, barrier, picks))
+        for measured in ("fp32", "fp32-cl")
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    first, second = picks.get(timeout=5), picks.get(timeout=5)
+    assert first == second  # both took one measurement: the second waited for the lock, then read it
     assert len(json.loads(sweep.read_text())["entries"]) == 1
 
 
-def _pinned_pick(sweep: str, measured: str) -> str:
+def _pinned_pick(sweep: str, measured: str, barrier, picks) -> None:
     import os
     import time
 
     os.environ["CALIKD_PROBE_CACHE"] = "off"
+    barrier.wait()  # both processes reach the lock together
     with probe_cache.pinned(sweep), probe_cache.exclusive():
         stored = probe_cache.lookup("precision", {"run": "key"})
         if stored is None:
-            time.sleep(0.5)  # a measurement: the other process waits on the lock, then reads
+            time.sleep(0.5)  # a measurement: the other process waits on the lock
             probe_cache.remember("precision", {"run": "key"}, {"chosen": measured})
-            return measured
-        return stored["chosen"]
+            picks.put(measured)
+            return
+        picks.put(stored["chosen"])

@@ -174,6 +174,7 @@ def prepare_frozen(
         "precision": precision.name,
     }
     chosen, seconds, compile_s, source = "eager", {}, None, "probed"
+    measured_compile = False
     built: dict[str, FrozenRunner] = {}
     notes: list[str] = []
     if runtime.is_main:
@@ -207,9 +208,10 @@ def prepare_frozen(
                     compile_s = time.perf_counter() - start
                     seconds["compiled"] = min(_time(runner, x, precision, device) for _ in range(ROUNDS))
                     built["compiled"] = runner
+                    measured_compile = True
             order = [name for name in TEACHER_PATHS if name in seconds and (name != "compiled" or worth)]
             chosen = choose_fastest(seconds, order)
-            if source == "probed" and timings is None:
+            if (source == "probed" or measured_compile) and timings is None:  # later runs read the same
                 probe_cache.remember("frozen", key, {"seconds": seconds, "compile_s": compile_s})
     chosen = TEACHER_PATHS[runtime.broadcast_int(TEACHER_PATHS.index(chosen))]
     rates = {name: x.shape[0] / max(s, 1e-12) for name, s in seconds.items()}

@@ -227,7 +227,9 @@ def select_precision(
                 ):
                     load = probe_cache.busy_load()
                     if load is not None:
-                        choice.reason = f"not remembered: the machine was busy (load {load:.1f})"
+                        choice.reason = f"not remembered: the machine was busy (load {load:.1f})" + (
+                            "; pinned for this sweep" if probe_cache.is_pinned() else ""
+                        )
     index = runtime.broadcast_int(candidates.index(choice.name) if choice is not None else 0)
     if choice is None:  # another rank: rank 0's choice
         choice = PrecisionChoice(PRECISIONS[candidates[index]], "auto", "rank 0's measurement")

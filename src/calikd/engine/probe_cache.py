@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import platform
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,11 @@ def pinned(path: str | os.PathLike[str] | None) -> Iterator[None]:
         _PINNED.pop()
 
 
+def is_pinned() -> bool:
+    """Whether measurements go to a pinned file now (inside :func:`pinned`)."""
+    return bool(_PINNED)
+
+
 @contextlib.contextmanager
 def exclusive() -> Iterator[None]:
     """Hold the pinned file's lock (``<file>.lock``) over a lookup, measurement and remember (no-op
@@ -116,13 +122,21 @@ def exclusive() -> Iterator[None]:
     import fcntl
 
     lock = _PINNED[-1].with_name(_PINNED[-1].name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as fh:
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock, "a")  # noqa: SIM115 - closed below
         fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    except OSError as exc:  # a file system without locks: measure unlocked (runs may then differ)
+        warnings.warn(
+            f"cannot lock {lock} ({exc}); speed measurements of the sweep are not serialised", stacklevel=3
+        )
+        yield
+        return
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
 
 
 def _value(path: Path | None, digest: str) -> dict[str, Any] | None:

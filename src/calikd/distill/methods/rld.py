@@ -11,7 +11,7 @@ Two terms, with ``y`` the label, ``m`` the teacher's top class and ``p = softmax
 
 ``M`` drops every class whose teacher logit is at least that of ``y`` (``y`` itself and any class a wrong
 teacher ranks above it); a sample with no class below ``y`` contributes no MCD. The loss is ramped in
-linearly over a warm-up like DKD's: ``min(epoch / warmup_epochs, 1)``.
+linearly over a warm-up like DKD's, per step (:meth:`calikd.distill.base.Distiller.warmup_ramp`).
 
 Defaults: the authors' CIFAR-100 recipe (``zju-SWJ/RLD``, ``mdistiller/engine/cfg.py``: ``CE_WEIGHT 1,
 ALPHA 1, BETA 8, T 4, WARMUP 20`` of 240 epochs, i.e. ``epochs / 12`` here; their README runs

@@ -27,7 +27,8 @@ def students_section(doc: MarkdownDoc, results: SweepResults) -> None:
     doc.heading("Students", 2)
     doc.paragraph(
         "Test metrics at the last epoch, mean ± std over seeds (n = number of seeds); converged: how many of "
-        "the n runs passed the convergence check (learning rate annealed, val accuracy settled)."
+        "the n runs passed the convergence check (learning rate annealed, val accuracy settled above "
+        "chance)."
     )
     rows = [
         [

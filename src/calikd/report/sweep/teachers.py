@@ -32,8 +32,8 @@ def teacher_section(doc: MarkdownDoc, results: SweepResults, checks: Mapping[str
     doc.heading("Teachers", 2)
     doc.paragraph(
         "Each teacher on its held-out val split and on test, raw and after temperature scaling fitted on "
-        "val. Converged: its learning rate annealed and its val accuracy settled over the last epochs "
-        "(see `calikd.engine.convergence`). Floor: the least test accuracy the sweep asks of it "
+        "val. Converged: its learning rate annealed and its val accuracy settled above chance over the last "
+        "epochs (see `calikd.engine.convergence`). Floor: the least test accuracy the sweep asks of it "
         "(`teacher_floors`); a teacher below it is flagged."
     )
     rows, flagged = [], []
