@@ -185,7 +185,7 @@ def test_runs_in_flight_are_held_by_the_driver_and_handed_back_when_interrupted(
         held = [store.get(p.run_id) for p in plans[1:]]
         assert {(r.status, r.worker.rsplit("/", 1)[0]) for r in held} == {("running", default_worker())}
     assert [execute(p, db) for p in plans[1:]] == ["skipped"] * 2  # a local worker leaves them alone
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 240  # Ray workers start slowly on a loaded 2-core machine
     while not all((tmp_path / f"{p.name}.started").exists() for p in plans[1:]):  # running, not starting
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -196,7 +196,8 @@ def test_runs_in_flight_are_held_by_the_driver_and_handed_back_when_interrupted(
     runs.close()  # as on Ctrl-C: the tasks are cancelled and their runs go back to pending
     # a cancel that has not reached its task after CANCEL_WAIT_S falls back to a forced cancel (seen once in
     # a clean-clone CI run: 10.006 s); the runs must be handed back either way, without waiting on the task
-    assert time.monotonic() - start < ray_executor.CANCEL_WAIT_S + 5
+    # (the bound only has to tell a cancel from the task's own 60 s: a loaded machine needs the slack)
+    assert time.monotonic() - start < ray_executor.CANCEL_WAIT_S + 30
     executor.close()
     with ResultsStore(db) as store:
         rows = [store.get(p.run_id) for p in plans]
