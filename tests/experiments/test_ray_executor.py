@@ -146,7 +146,9 @@ def test_the_driver_heartbeats_runs_and_records_dead_workers_and_errors(
         {"last": "t8/last"},
     )
     assert teacher.wall_time_s == 0.8 and teacher.worker.startswith(default_worker() + "/")
-    assert len([b for b in beats if b[0] == teacher.run_id]) >= 3 and all(ok for _, ok in beats)
+    # at least one beat while the 0.8 s teacher ran (every 0.1 s on a quiet machine; a loaded one starves the
+    # driver's loop, so no count beyond one is promised)
+    assert [b for b in beats if b[0] == teacher.run_id] and all(ok for _, ok in beats)
     calibrate = runs["calibrate"]
     assert calibrate.status == "failed" and calibrate.attempts == 1
     assert calibrate.error.startswith("the Ray worker running it died (WorkerCrashedError: ")
@@ -160,7 +162,8 @@ def _slow_but_teachers(body: Callable[..., Any], plan: Any, *args: Any) -> Any:
     if plan.kind == "teacher":
         return RunResult({"accuracy": 0.5}, {}, 0.1)
     Path(args[-1], f"{plan.name}.started").touch()  # in the sweep's working directory
-    for _ in range(600):  # until cancelled (which interrupts Python code, not one long sleep)
+    for _ in range(6000):  # until cancelled (which interrupts Python code, not one long sleep); 10 minutes,
+        # so that on a loaded machine the first task still runs when the second has only just started
         time.sleep(0.1)
     raise AssertionError(f"{plan.name} was not cancelled")
 
@@ -196,7 +199,7 @@ def test_runs_in_flight_are_held_by_the_driver_and_handed_back_when_interrupted(
     runs.close()  # as on Ctrl-C: the tasks are cancelled and their runs go back to pending
     # a cancel that has not reached its task after CANCEL_WAIT_S falls back to a forced cancel (seen once in
     # a clean-clone CI run: 10.006 s); the runs must be handed back either way, without waiting on the task
-    # (the bound only has to tell a cancel from the task's own 60 s: a loaded machine needs the slack)
+    # (the bound only has to tell a cancel from the task's own 10 minutes: a loaded machine needs the slack)
     assert time.monotonic() - start < ray_executor.CANCEL_WAIT_S + 30
     executor.close()
     with ResultsStore(db) as store:
