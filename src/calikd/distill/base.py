@@ -176,6 +176,7 @@ class Distiller(nn.Module, abc.ABC):
         self.sample_labels = sample_labels
         self.epoch, self.epochs = 1, 1
         self._epoch_set = False  # set_epoch called: the warm-ups and curricula know where the run is
+        self._epoch_done = 1.0  # share of the epoch done after this step (set_step); 1: per-epoch ramp
         # a faster forward of the frozen teacher for logit methods (engine.frozen); not a submodule
         self.teacher_runner: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._student_hooks: FeatureHooks | None = None
@@ -256,7 +257,7 @@ class Distiller(nn.Module, abc.ABC):
                 )
             return 1.0
         length = self.warmup_epochs()
-        progress = self.epoch - 1 + getattr(self, "_epoch_done", 1.0)
+        progress = self.epoch - 1 + self._epoch_done
         return 1.0 if length <= 0 else min(progress / length, 1.0)
 
     def train(self, mode: bool = True) -> Distiller:
