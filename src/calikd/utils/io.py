@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,10 +95,13 @@ def _not_writable(path: Path, reason: str) -> ConfigError:
 def _file_in_the_way(path: Path) -> str | None:
     """Why ``path`` cannot be a folder because it, or the nearest existing ancestor, is a file."""
     for p in (path, *path.parents):
-        if p.is_dir():
+        try:
+            mode = p.stat().st_mode  # one look: another process (a DDP rank) may create the folder meanwhile
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if stat.S_ISDIR(mode):
             return None
-        if p.exists():
-            return "it is a file, not a folder" if p == path else f"'{p}' is a file, not a folder"
+        return "it is a file, not a folder" if p == path else f"'{p}' is a file, not a folder"
     return None
 
 
