@@ -133,8 +133,15 @@ def test_the_full_presets_share_one_teacher_zoo_on_the_whole_split() -> None:
     }
     teachers = {name: {p.run_id: p for p in ps if p.kind == "teacher"} for name, ps in plans.items()}
     assert len(teachers["kim2025"]) >= 16  # the issue's zoo size
-    for name in ("song2021", "cuk2023", "mishra2023"):  # trained once, reused: the same runs
+    for name in ("cuk2023", "mishra2023"):  # trained once, reused: the same runs
         assert set(teachers[name]) <= set(teachers["kim2025"])
+    # song2021's ladder: the zoo's recipes on one schedule (the longest, after the floor rule's retraining)
+    ladder = [p.config for p in teachers["song2021"].values()]
+    assert [c["model"] for c in ladder] == ["cnn_tiny", "cnn_small", "cnn"]
+    assert len({c["epochs"] for c in ladder}) == 1
+    zoo_recipes = [{**p.config, "epochs": None} for p in teachers["kim2025"].values()]
+    assert all({**c, "epochs": None} in zoo_recipes for c in ladder)
+    assert set(teachers["song2021"]) & set(teachers["kim2025"])  # the rung the zoo has at that schedule
     configs = [p.config for ps in teachers.values() for p in ps.values()]
     assert all("train_subset" not in c["dataset_options"] for c in configs)  # the whole training split
     assert any(c.get("label_smoothing") for c in configs)  # under-confident by a real mechanism

@@ -133,6 +133,22 @@ def test_sweep_runs_records_and_restarts(tmp_path: Path) -> None:
     assert again.counts["finished"] == 0 and again.counts["done before"] == 5
 
 
+def test_a_changed_spec_leaves_the_runs_it_no_longer_plans_out_of_the_sweep(tmp_path: Path) -> None:
+    db = str(tmp_path / "calikd.db")
+    first = parse_spec(sweep_dict(tmp_path, methods=["kd"], calibrations=["none"], seeds=[0, 1]))
+    assert run_sweep(first, db_path=db, log=None).ok
+    lines: list[str] = []
+    second = parse_spec(sweep_dict(tmp_path, methods=["kd"], calibrations=["none"], seeds=[1]))
+    outcome = run_sweep(second, db_path=db, log=lines.append)
+    assert outcome.ok and outcome.counts["finished"] == 0 and outcome.counts["done before"] == 3
+    assert any("1 runs of an earlier spec are no longer part of it" in line for line in lines)
+    planned = {p.run_id for p in expand(second)}
+    with ResultsStore(db) as store:
+        assert {r.run_id for r in store.list_runs(sweep="tiny")} == planned
+        assert len(store.list_runs(kind="distill")) == 2  # kept in the store
+    assert run_sweep(first, db_path=db, log=None).counts["done before"] == 4  # and found again
+
+
 def test_a_failing_run_is_recorded_and_the_rest_go_on(tmp_path: Path) -> None:
     db = str(tmp_path / "calikd.db")
     spec = parse_spec(

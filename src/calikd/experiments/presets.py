@@ -26,8 +26,10 @@ FULL_ZOO = (
     {"name": "mlp_smooth", "model": "mlp", "epochs": 20, "label_smoothing": 0.1, **NOAUG},
     {"name": "mlp_large_nowd", "model": "mlp_large", "epochs": 20, "weight_decay": 0.0, **NOAUG},
     {"name": "mlp_large_smooth", "model": "mlp_large", "epochs": 20, "label_smoothing": 0.2, **NOAUG},
-    {"name": "cnn_tiny", "model": "cnn_tiny", "epochs": 15, **NOAUG},
-    {"name": "cnn_tiny_smooth", "model": "cnn_tiny", "epochs": 15, "label_smoothing": 0.1, **NOAUG},
+    # 30 epochs, not the pilot's 15: under the 91% floor on test at 15 (90.89%, 90.88%), retrained once with
+    # the epochs doubled by the rule of docs/results.md ("A teacher under its floor")
+    {"name": "cnn_tiny", "model": "cnn_tiny", "epochs": 30, **NOAUG},
+    {"name": "cnn_tiny_smooth", "model": "cnn_tiny", "epochs": 30, "label_smoothing": 0.1, **NOAUG},
     {"name": "cnn_small", "model": "cnn_small", "epochs": 15, **NOAUG},
     {"name": "cnn_small_nowd", "model": "cnn_small", "epochs": 25, "weight_decay": 0.0, **NOAUG},
     {"name": "cnn_small_smooth", "model": "cnn_small", "epochs": 15, "label_smoothing": 0.1, **NOAUG},
@@ -48,6 +50,17 @@ def zoo(*names: str) -> list[dict[str, Any]]:
     if missing:
         raise KeyError(f"not in the full zoo: {sorted(missing)}")
     return chosen
+
+
+def ladder(*names: str) -> list[dict[str, Any]]:
+    """The zoo entries ``names`` on one schedule, the longest among them (a teacher retrained under the floor
+    rule keeps its comparison's recipe shared): an entry whose epochs change is renamed ``<name>_<E>ep``."""
+    chosen = zoo(*names)
+    epochs = max(t["epochs"] for t in chosen)
+    return [
+        t if t["epochs"] == epochs else {**t, "name": f"{t['name']}_{epochs}ep", "epochs": epochs}
+        for t in chosen
+    ]
 
 
 def full_data() -> dict[str, Any]:

@@ -160,12 +160,18 @@ def _run_phases(
     outcome = SweepOutcome(spec.name, db_path)
     with ResultsStore(db_path) as store:
         store.add_sweep(spec.name, spec_to_dict(spec))
+        left = store.retain_sweep_runs(spec.name, [p.run_id for p in plans])
         for plan in plans:
             if plan.kind != "distill":
                 store.register(
                     plan.run_id, sweep=spec.name, kind=plan.kind, name=plan.name, config=plan.config
                 )
     say(f"sweep '{spec.name}': {len(plans)} runs in {db_path}")
+    if left:
+        say(
+            f"sweep '{spec.name}': {left} runs of an earlier spec are no longer part of it "
+            "(kept in the store; its report leaves them out)"
+        )
     for phase in PHASES:
         todo = [p for p in plans if p.kind == phase]
         if not todo:

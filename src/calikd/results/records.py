@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -104,6 +104,17 @@ class Records(Leases):
                 (name, spec_json, now, now),
             )
         return new
+
+    def retain_sweep_runs(self, name: str, run_ids: Iterable[str]) -> int:
+        """Make ``run_ids`` the only runs of sweep ``name`` that stay in it: runs an earlier spec of the
+        sweep linked and this one no longer plans leave the sweep (they stay in the store, with any other
+        sweep they belong to). Returns how many left."""
+        keep = set(run_ids)
+        with self._write() as conn:
+            linked = [r[0] for r in conn.execute("SELECT run_id FROM sweep_runs WHERE sweep = ?", (name,))]
+            stale = [(name, run_id) for run_id in linked if run_id not in keep]
+            conn.executemany("DELETE FROM sweep_runs WHERE sweep = ? AND run_id = ?", stale)
+        return len(stale)
 
     def register(
         self,

@@ -18,7 +18,7 @@ from calikd.experiments.presets import (
     cifar100,
     fmnist,
     full_data,
-    zoo,
+    ladder,
 )
 from calikd.experiments.report import SweepResults
 from calikd.experiments.studies.base import (
@@ -69,9 +69,9 @@ class Song2021(Study):
                 "seeds": [0],
                 "distill": {"epochs": 12, **CPU},
             }
-        return {  # teachers growing in size with one recipe (15 epochs, no augmentation), from the zoo
+        return {  # teachers growing in size with one recipe (the zoo's, no augmentation, one schedule)
             **full_data(),
-            "teachers": zoo("cnn_tiny", "cnn_small", "cnn"),
+            "teachers": ladder("cnn_tiny", "cnn_small", "cnn"),
             "teacher_defaults": CPU,
             "teacher_floors": FULL_FLOORS,
             "calibrations": ["none", "temperature"],
