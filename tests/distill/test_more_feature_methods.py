@@ -427,8 +427,34 @@ def test_ft_paraphraser_phase_then_factor_phase() -> None:
     assert all(p.grad is not None for p in d.translator.parameters())
     cfg = method_config("ft")
     assert (cfg.ce_weight, cfg.kd_weight, cfg.rate, cfg.factor_form) == (1.0, 200.0, 0.5, "repdistiller")
+    assert cfg.paraphraser_lr == 0.01  # RepDistiller helper/pretrain.py, ResNet/WRN students
     with pytest.raises(ConfigError, match="rate"):
         method_config("ft", {"rate": 0.0})
+    with pytest.raises(ConfigError, match="paraphraser_lr"):
+        method_config("ft", {"paraphraser_lr": 0.0})
+
+
+def test_ft_paraphraser_trains_at_its_own_learning_rate_under_the_schedule() -> None:
+    from calikd.distill.methods.ft import FT
+    from calikd.engine.config import TrainingConfig, build_optimization
+
+    d = _build("ft", "wrn", options={"paraphraser_lr": 0.02})
+    config = TrainingConfig(lr=0.1, epochs=2, schedule="cosine", warmup_epochs=1)
+    optimizer, scheduler = build_optimization(d, config, 4, part_lrs=d.part_learning_rates())
+    paraphraser = {id(p) for p in d.paraphraser.parameters()}
+    groups = [g for g in optimizer.param_groups if g["params"]]
+    own = [g for g in groups if any(id(p) in paraphraser for p in g["params"])]
+    assert own and all({id(p) for p in g["params"]} <= paraphraser for g in own)
+    assert sum(len(g["params"]) for g in own) == len(paraphraser)
+    assert sum(len(g["params"]) for g in groups) == len(d.trainable_parameters())
+    for _ in range(2):  # half-way through the warm-up, both rates scale alike
+        optimizer.step()
+        scheduler.step()
+    main_lr, own_lr = optimizer.param_groups[0]["lr"], own[0]["lr"]
+    assert 0 < main_lr < 0.1 and main_lr / own_lr == pytest.approx(5.0)
+    assert {g["lr"] for g in own} == {own_lr}
+    assert {g["weight_decay"] for g in own} == {config.weight_decay, 0.0}
+    assert FT.pair_defaults[("vgg13", "vgg8")] == {"paraphraser_lr": 0.05}
 
 
 # ----------------------------------------------------------------- ReviewKD

@@ -61,3 +61,14 @@ def test_optimizer_errors(kwargs: dict, message: str) -> None:
 def test_adamw_builds() -> None:
     opt = build_optimizer(nn.Linear(2, 2), "adamw", lr=1e-3, weight_decay=0.05)
     assert isinstance(opt, torch.optim.AdamW)
+
+
+def test_parts_with_their_own_learning_rate_keep_the_weight_decay_split() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Sequential(nn.Linear(4, 2)))
+    opt = build_optimizer(model, lr=0.1, weight_decay=1e-3, part_lrs={"2": 0.01})
+    groups = [(g["lr"], g["weight_decay"], len(g["params"])) for g in opt.param_groups]
+    # the run's rate: Linear weight (decayed); Linear bias + BN weight and bias; then part "2"
+    assert groups == [(0.1, 1e-3, 1), (0.1, 0.0, 3), (0.01, 1e-3, 1), (0.01, 0.0, 1)]
+    assert opt.param_groups[2]["params"][0] is model[2][0].weight
+    with pytest.raises(ValueError, match="no trainable parameters under"):
+        build_optimizer(model, lr=0.1, part_lrs={"20": 0.01})  # "2" is not a prefix match of "20"

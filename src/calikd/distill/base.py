@@ -270,6 +270,11 @@ class Distiller(nn.Module, abc.ABC):
         """Student parameters plus the method's own (projectors, temperatures), not the teacher's."""
         return [p for n, p in self.named_parameters() if not n.startswith("teacher.") and p.requires_grad]
 
+    def part_learning_rates(self) -> dict[str, float]:
+        """``{submodule name: base learning rate}`` for the method's parts its authors train at a rate of
+        their own (FT's paraphraser); every other parameter takes the run's ``lr``."""
+        return {}
+
     def extra_state(self) -> dict[str, torch.Tensor]:
         """State of the method's own parts (neither student nor teacher), for exact resume."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith(("student.", "teacher."))}

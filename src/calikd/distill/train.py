@@ -237,7 +237,11 @@ def distill(
 
     loader = train_loader(data.train, config, device, runtime, with_indices=True)
     optimizer, scheduler = build_optimization(
-        distiller, config, len(loader), dot_delta=config.dot_delta if config.dot else None
+        distiller,
+        config,
+        len(loader),
+        dot_delta=config.dot_delta if config.dot else None,
+        part_lrs=distiller.part_learning_rates(),
     )
     cache = None
     runner: FrozenRunner | None = None

@@ -3,6 +3,7 @@ input augmentation, precision, device, seed and run-folder handling."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -66,11 +67,17 @@ class TrainingConfig:
 
 
 def build_optimization(
-    module: nn.Module, config: TrainingConfig, steps_per_epoch: int, *, dot_delta: float | None = None
+    module: nn.Module,
+    config: TrainingConfig,
+    steps_per_epoch: int,
+    *,
+    dot_delta: float | None = None,
+    part_lrs: Mapping[str, float] | None = None,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """The optimizer over ``module``'s trainable parameters and its per-iteration LR schedule.
 
-    ``dot_delta``: DOT's two-momentum SGD (see :mod:`calikd.engine.dot`) instead of plain SGD."""
+    ``dot_delta``: DOT's two-momentum SGD (see :mod:`calikd.engine.dot`) instead of plain SGD;
+    ``part_lrs``: ``{submodule: base learning rate}`` for parts trained at their own rate."""
     optimizer = build_optimizer(
         module,
         config.optimizer,
@@ -79,6 +86,7 @@ def build_optimization(
         nesterov=config.nesterov,
         weight_decay=config.weight_decay,
         dot_delta=dot_delta,
+        part_lrs=part_lrs,
     )
     scheduler = build_scheduler(
         optimizer,

@@ -16,14 +16,32 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "multistep", "cosine", "onecycle")
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: weight decay on weights of convs/linears; none on biases and norm parameters."""
-    decay, no_decay = [], []
-    for param in model.parameters():
+def parameter_groups(
+    model: nn.Module, weight_decay: float, part_lrs: Mapping[str, float] | None = None
+) -> list[dict]:
+    """Weight decay on weights of convs/linears, none on biases and norm parameters: two groups, and two
+    more for each submodule of ``part_lrs`` (``{name: learning rate}``, a part trained at its own base rate;
+    the schedule scales it as it scales the others)."""
+    parts = dict(part_lrs or {})
+    split: dict[tuple[str | None, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (decay if param.ndim > 1 else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        part = next((p for p in parts if name.startswith(f"{p}.")), None)
+        split.setdefault((part, param.ndim > 1), []).append(param)
+    missing = sorted(p for p in parts if (p, True) not in split and (p, False) not in split)
+    if missing:
+        raise ValueError(f"no trainable parameters under {missing} for their own learning rates")
+    groups = [
+        {"params": split.get((None, True), []), "weight_decay": weight_decay},
+        {"params": split.get((None, False), []), "weight_decay": 0.0},
+    ]
+    for part, lr in parts.items():
+        for decayed in (True, False):
+            if (part, decayed) in split:
+                wd = weight_decay if decayed else 0.0
+                groups.append({"params": split[(part, decayed)], "weight_decay": wd, "lr": lr})
+    return groups
 
 
 def build_optimizer(
@@ -36,8 +54,10 @@ def build_optimizer(
     weight_decay: float = 5e-4,
     betas: tuple[float, float] = (0.9, 0.999),
     dot_delta: float | None = None,
+    part_lrs: Mapping[str, float] | None = None,
 ) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or AdamW; weight decay skips biases and norm parameters.
+    """SGD (momentum, optional Nesterov) or AdamW; weight decay skips biases and norm parameters;
+    ``part_lrs`` gives submodules of a module their own learning rate (see :func:`parameter_groups`).
 
     ``dot_delta`` turns SGD into DOT's :class:`~calikd.engine.dot.DistillationOrientedSGD` (task momentum
     ``momentum - delta``, distillation momentum ``momentum + delta``; heavy-ball, Nesterov does not apply).
@@ -46,7 +66,7 @@ def build_optimizer(
         raise ConfigError(f"learning rate must be > 0; got {lr}")
     if weight_decay < 0:
         raise ConfigError(f"weight_decay must be >= 0; got {weight_decay}")
-    groups = parameter_groups(params, weight_decay) if isinstance(params, nn.Module) else params
+    groups = parameter_groups(params, weight_decay, part_lrs) if isinstance(params, nn.Module) else params
     if dot_delta is not None:
         if name != "sgd":
             raise ConfigError(f"DOT is a variant of SGD; it does not combine with optimizer '{name}'")

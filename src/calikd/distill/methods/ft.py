@@ -19,6 +19,9 @@ with the cross-entropy plus ``beta * L_FT`` through the translator. RepDistiller
 training as 30 extra epochs (``--init_epochs 30``) before its 240; here it is the first ``init_epochs`` of
 the one schedule (default ``epochs / 8``, i.e. 30 of 240), during which the student trains with the
 cross-entropy alone (reported as ``ce`` and the reconstruction as ``ft_rec``; no factor term yet).
+The paraphraser trains at its own learning rate, ``paraphraser_lr`` (RepDistiller ``helper/pretrain.py``:
+0.01 for its ResNet and WRN students, the run's rate, 0.05, for ``vgg8``), scaled by the run's schedule;
+at the run's rate (0.1 in calikd's CPU recipes) its reconstruction diverged on a ResNet-20 teacher.
 
 Defaults (CIFAR-100, RepDistiller ``scripts/run_cifar_distill.sh``: ``--distill factor -a 0 -b 200``;
 ``models/util.py`` ``Paraphraser``/``Translator``: rate 0.5, LeakyReLU slope 0.1, BN in the translator only;
@@ -36,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from calikd.distill.base import DistillerConfig, DistillStep, FeatureDistiller
+from calikd.distill.base import DistillerConfig, DistillStep, FeatureDistiller, pair_table
 from calikd.distill.methods.ab import INIT_FRACTION, refuse_multi_process
 from calikd.distill.methods.at import pool_to_common_size
 from calikd.distill.registry import register_distiller
@@ -131,6 +134,12 @@ class FTConfig(DistillerConfig):
         "factor vector: RepDistiller's channel mean of squares, or the paper's flattened factor",
         choices=FACTOR_FORMS,
     )
+    paraphraser_lr: float = option(
+        0.01,
+        "base learning rate of the paraphraser (RepDistiller: 0.01, the run's rate for vgg8)",
+        min=0.0,
+        exclusive_min=True,
+    )
     init_epochs: float | None = option(
         None,
         "epochs of the paraphraser's reconstruction training (default: epochs / 8, i.e. 30 of 240)",
@@ -149,8 +158,10 @@ class FT(FeatureDistiller):
     default_layer = "-2"
     source = (
         "Kim et al., NeurIPS 2018; defaults: RepDistiller scripts/run_cifar_distill.sh (-b 200), "
-        "distiller_zoo/FT.py, models/util.py"
+        "distiller_zoo/FT.py, models/util.py, helper/pretrain.py (the paraphraser's lr)"
     )
+    pair_source = "HobbitLong/RepDistiller helper/pretrain.py @ b2487ab (lr 0.01 unless the student is vgg8)"
+    pair_defaults = pair_table({("vgg13", "vgg8"): {"paraphraser_lr": 0.05}})
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -164,6 +175,9 @@ class FT(FeatureDistiller):
             )
         self.paraphraser = Paraphraser(t_shape[0], self.config.rate)
         self.translator = Translator(s_shape[0], t_shape[0], self.config.rate)
+
+    def part_learning_rates(self) -> dict[str, float]:
+        return {"paraphraser": self.config.paraphraser_lr}
 
     def init_epochs(self) -> float:
         """Length of the paraphraser's training in epochs (the configured one, else ``epochs / 8``)."""
