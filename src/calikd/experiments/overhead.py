@@ -4,8 +4,10 @@ Every teacher and student run records ``train_loop_seconds``, the seconds of its
 ``wall_time_s``); calibrations, corrupted sets and robustness evaluations train nothing: they are the
 measurements a study asks for (*evaluation runs*, their whole ``wall_time_s``). A sweep process divides each
 sum over the runs it executed by its wall time times its parallel slots (workers): the *training share* and
-the *evaluation share*; the rest is the *overhead share* (start-up, data loading, a run's own evaluations and
-files, reports, a worker waiting at the end of a phase). Under Ray the cluster's parallelism is not known
+the *evaluation share*; the rest is the *overhead share*, split in two by the runs' own wall times: *inside
+the runs* (start-up, data loading, a run's own evaluations and files) and *workers idle* (slot time with no
+run in it: a worker waiting at the end of a phase for the phase's longest run, the sweep's planning and
+reports). Under Ray the cluster's parallelism is not known
 here, so slots is 1 and the shares can exceed 1. Each sweep process appends its numbers to
 ``<sweep out>/timing.json``, which the sweep report reads.
 """
@@ -36,6 +38,7 @@ class SweepTiming:
     runs: int
     slots: int = 1
     evaluation_s: float = 0.0
+    run_s: float = 0.0  # Σ of the runs' own wall times (0: not recorded, the overhead is not split)
 
     def _share(self, seconds: float) -> float | None:
         """``seconds`` / (wall time x slots); None for a process that ran nothing."""
@@ -59,6 +62,12 @@ class SweepTiming:
         share = self._share(self.train_loop_s + self.evaluation_s)
         return None if share is None else max(0.0, 1 - share)
 
+    @property
+    def idle(self) -> float | None:
+        """The share of wall time x slots in which a worker held no run (None when ``run_s`` is unknown)."""
+        share = self._share(self.run_s)
+        return None if share is None or self.run_s <= 0 else max(0.0, 1 - share)
+
     def line(self) -> str:
         """One line for the sweep's end, e.g. ``training loops 9.3 s of 15.5 s wall: 60% training, 40%
         overhead`` (with evaluation runs: ``..., 20% evaluation runs, 5% overhead``)."""
@@ -69,15 +78,25 @@ class SweepTiming:
         if self.evaluation_s > 0:
             evaluation = f" and evaluation runs {self.evaluation_s:.1f} s"
             evaluation_share = f"{self.evaluation_ratio:.0%} evaluation runs, "
+        split = ""
+        if self.idle is not None:
+            inside = max(0.0, self.overhead - self.idle)
+            split = f" ({inside:.0%} inside the runs, {self.idle:.0%} workers idle)"
         return (
             f"training loops {self.train_loop_s:.1f} s{evaluation} of {self.wall_s:.1f} s wall{slots} "
             f"({self.runs} runs): {self.ratio:.0%} training, {evaluation_share}{self.overhead:.0%} overhead"
+            f"{split}"
         )
 
 
 def train_loop_seconds(runs: Iterable[RunRecord]) -> float:
     """Σ ``train_loop_seconds`` over ``runs`` (runs without it train nothing)."""
     return sum(r.metrics.get(TRAIN_LOOP_METRIC) or 0.0 for r in runs)
+
+
+def run_seconds(runs: Iterable[RunRecord]) -> float:
+    """Σ ``wall_time_s`` over ``runs``: the slot time they held."""
+    return sum(r.wall_time_s or 0.0 for r in runs)
 
 
 def evaluation_seconds(runs: Iterable[RunRecord]) -> float:
@@ -109,11 +128,13 @@ def total(timings: Iterable[SweepTiming]) -> SweepTiming:
     """The processes of a sweep taken together (slot-seconds summed)."""
     items = [t for t in timings if t.runs]
     slot_s = sum(t.wall_s * t.slots for t in items)
+    split = all(t.run_s > 0 for t in items)  # older entries did not record it: no split then
     return SweepTiming(
         wall_s=slot_s,
         train_loop_s=sum(t.train_loop_s for t in items),
         runs=sum(t.runs for t in items),
         evaluation_s=sum(t.evaluation_s for t in items),
+        run_s=sum(t.run_s for t in items) if split else 0.0,
     )
 
 
@@ -134,10 +155,16 @@ def timing_paragraph(runs: list[RunRecord], out: str | Path | None) -> str | Non
             if whole.evaluation_s > 0
             else ""
         )
+        split = (
+            f" ({max(0.0, whole.overhead - whole.idle):.0%} inside the runs, {whole.idle:.0%} workers idle: "
+            "waiting for a phase's longest run, planning, reports)"
+            if whole.idle is not None
+            else ""
+        )
         parts.append(
             f"Training loops took {whole.ratio:.0%} of the sweep's wall time ({whole.train_loop_s:.1f} s of "
-            f"{whole.wall_s:.1f} worker-seconds over {len(timings)} sweep process(es)){evaluation}; per-run "
-            f"overhead {whole.overhead:.0%}."
+            f"{whole.wall_s:.1f} worker-seconds over {len(timings)} sweep process(es)){evaluation}; "
+            f"overhead {whole.overhead:.0%}{split}."
         )
     parts.append(
         f"Inside the runs, training loops took {train_s / run_s:.0%} of their {run_s:.1f} s "

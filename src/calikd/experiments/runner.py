@@ -21,6 +21,7 @@ from calikd.experiments.overhead import (
     SweepTiming,
     append_timing,
     evaluation_seconds,
+    run_seconds,
     train_loop_seconds,
 )
 from calikd.experiments.plan import RunPlan, expand
@@ -145,6 +146,7 @@ def run_sweep(
         len(ran),
         slots,
         evaluation_seconds(records),
+        run_seconds(records),
     )
     if ran:
         append_timing(spec.out, outcome.timing)
