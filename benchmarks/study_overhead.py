@@ -83,11 +83,10 @@ def main() -> None:
         print(f"\n{timing.line()}")
         if timing.ratio is not None and timing.overhead is not None:
             ratio = timing.ratio
-            idle = timing.idle or 0.0
             print(
                 f"ratio Σ(training loops) / wall = {ratio:.3f}; evaluation runs "
                 f"{timing.evaluation_ratio:.1%}; overhead {timing.overhead:.1%} (inside the runs "
-                f"{max(0.0, timing.overhead - idle):.1%}, workers idle {idle:.1%})"
+                f"{timing.inside_runs or 0.0:.1%}, workers idle {timing.idle or 0.0:.1%})"
             )
         if not outcome.ok:
             raise SystemExit("failed runs: " + "; ".join(outcome.failed))

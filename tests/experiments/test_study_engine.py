@@ -79,7 +79,11 @@ def test_evaluation_runs_are_their_own_share_not_overhead() -> None:
 def test_overhead_splits_into_time_inside_the_runs_and_workers_idle() -> None:
     # 2 workers for 10 s: runs held 16 of the 20 slot-seconds, 12 of them in training loops
     timing = SweepTiming(wall_s=10.0, train_loop_s=12.0, runs=3, slots=2, run_s=16.0)
-    assert (timing.overhead, timing.idle) == (pytest.approx(0.4), pytest.approx(0.2))
+    assert (timing.overhead, timing.idle, timing.inside_runs) == (
+        pytest.approx(0.4),
+        pytest.approx(0.2),
+        pytest.approx(0.2),
+    )
     assert timing.line().endswith("60% training, 40% overhead (20% inside the runs, 20% workers idle)")
     assert SweepTiming(wall_s=10.0, train_loop_s=12.0, runs=3, slots=2).idle is None  # not recorded
     both = total([timing, SweepTiming(wall_s=5.0, train_loop_s=4.0, runs=1, run_s=5.0)])

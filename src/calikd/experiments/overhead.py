@@ -7,9 +7,8 @@ sum over the runs it executed by its wall time times its parallel slots (workers
 the *evaluation share*; the rest is the *overhead share*, split in two by the runs' own wall times: *inside
 the runs* (start-up, data loading, a run's own evaluations and files) and *workers idle* (slot time with no
 run in it: a worker waiting at the end of a phase for the phase's longest run, the sweep's planning and
-reports). Under Ray the cluster's parallelism is not known
-here, so slots is 1 and the shares can exceed 1. Each sweep process appends its numbers to
-``<sweep out>/timing.json``, which the sweep report reads.
+reports). Under Ray the cluster's parallelism is not known here, so slots is 1 and the shares can exceed 1.
+Each sweep process appends its numbers to ``<sweep out>/timing.json``, which the sweep report reads.
 """
 
 from __future__ import annotations
@@ -68,6 +67,13 @@ class SweepTiming:
         share = self._share(self.run_s)
         return None if share is None or self.run_s <= 0 else max(0.0, 1 - share)
 
+    @property
+    def inside_runs(self) -> float | None:
+        """The overhead share spent inside the runs (start-up, their own evaluations and files)."""
+        if self.idle is None or self.overhead is None:
+            return None
+        return max(0.0, self.overhead - self.idle)
+
     def line(self) -> str:
         """One line for the sweep's end, e.g. ``training loops 9.3 s of 15.5 s wall: 60% training, 40%
         overhead`` (with evaluation runs: ``..., 20% evaluation runs, 5% overhead``)."""
@@ -79,9 +85,8 @@ class SweepTiming:
             evaluation = f" and evaluation runs {self.evaluation_s:.1f} s"
             evaluation_share = f"{self.evaluation_ratio:.0%} evaluation runs, "
         split = ""
-        if self.idle is not None:
-            inside = max(0.0, self.overhead - self.idle)
-            split = f" ({inside:.0%} inside the runs, {self.idle:.0%} workers idle)"
+        if self.idle is not None and self.inside_runs is not None:
+            split = f" ({self.inside_runs:.0%} inside the runs, {self.idle:.0%} workers idle)"
         return (
             f"training loops {self.train_loop_s:.1f} s{evaluation} of {self.wall_s:.1f} s wall{slots} "
             f"({self.runs} runs): {self.ratio:.0%} training, {evaluation_share}{self.overhead:.0%} overhead"
@@ -156,9 +161,9 @@ def timing_paragraph(runs: list[RunRecord], out: str | Path | None) -> str | Non
             else ""
         )
         split = (
-            f" ({max(0.0, whole.overhead - whole.idle):.0%} inside the runs, {whole.idle:.0%} workers idle: "
+            f" ({whole.inside_runs:.0%} inside the runs, {whole.idle:.0%} workers idle: "
             "waiting for a phase's longest run, planning, reports)"
-            if whole.idle is not None
+            if whole.idle is not None and whole.inside_runs is not None
             else ""
         )
         parts.append(
