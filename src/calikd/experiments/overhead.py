@@ -106,7 +106,7 @@ def run_seconds(runs: Iterable[RunRecord]) -> float:
 
 def evaluation_seconds(runs: Iterable[RunRecord]) -> float:
     """Σ ``wall_time_s`` over the evaluation runs (:data:`EVALUATION_KINDS`) among ``runs``."""
-    return sum(r.wall_time_s or 0.0 for r in runs if r.kind in EVALUATION_KINDS)
+    return run_seconds(r for r in runs if r.kind in EVALUATION_KINDS)
 
 
 def append_timing(out: str | Path, timing: SweepTiming) -> Path:
@@ -148,7 +148,7 @@ def timing_paragraph(runs: list[RunRecord], out: str | Path | None) -> str | Non
     ``<out>/timing.json``) and the runs' own (training loops over the runs' wall times)."""
     finished = [r for r in runs if r.status == "finished"]
     train_s = train_loop_seconds(finished)
-    run_s = sum(r.wall_time_s or 0.0 for r in finished)
+    run_s = run_seconds(finished)
     if not finished or run_s <= 0:
         return None
     parts = []
