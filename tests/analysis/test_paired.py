@@ -91,10 +91,12 @@ def test_mean_std() -> None:
 
 
 def test_format_mean_std() -> None:
-    assert format_mean_std([0.9111, 0.9123, 0.9135]) == "0.9123 ± 0.0012"
-    assert format_mean_std([0.9123]) == "0.9123"  # one seed: the mean alone
-    assert format_mean_std([1.0, 3.0], digits=1) == "2.0 ± 1.4"
-    assert format_mean_std([72.5, 73.5], digits=0) == "73 ± 1"
+    assert format_mean_std(*mean_std([0.9111, 0.9123, 0.9135])) == "0.9123 ± 0.0012"
+    assert format_mean_std(*mean_std([0.9123])) == "0.9123"  # one seed: the mean alone
+    assert format_mean_std(*mean_std([1.0, 3.0]), digits=1) == "2.0 ± 1.4"
+    assert format_mean_std(*mean_std([72.5, 73.5]), digits=0) == "73 ± 1"
+    assert format_mean_std(*mean_std([0.9111, 0.9135]), digits=2, scale=100) == "91.23 ± 0.17"
+    assert format_mean_std(0.5) == "0.5000" and format_mean_std(None, 0.1) == "n/a"
 
 
 @pytest.mark.parametrize(
@@ -108,4 +110,4 @@ def test_format_mean_std() -> None:
 )
 def test_mean_std_errors(values, digits, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        format_mean_std(values, digits=digits)
+        format_mean_std(*mean_std(values), digits=digits)

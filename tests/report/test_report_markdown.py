@@ -10,13 +10,13 @@ import pytest
 
 from calikd.analysis import mean_std
 from calikd.errors import ConfigError
+from calikd.report import format_mean_std
 from calikd.report.markdown import (
     BulletList,
     Heading,
     MarkdownDoc,
     Table,
     format_cell,
-    format_mean_std,
     make_table,
     table,
 )

@@ -141,7 +141,7 @@ def mean_std(
     """``(mean, sample std)`` of ``values`` (``ddof = 1``): the one mean ± std of analyses and reports.
 
     One-seed rule: the sample std of a single value is undefined, so it is NaN (renderers print the mean
-    alone, without ``±``: :func:`format_mean_std`, :func:`calikd.report.format_mean_std`). Equal values
+    alone, without ``±``: :func:`format_mean_std`). Equal values
     have a std of exactly 0. Values must be finite (a :class:`ConfigError` otherwise, and for none); with
     ``skip_missing`` the ``None`` and non-finite values are dropped first and no value left gives
     ``(nan, nan)``.
@@ -161,9 +161,19 @@ def mean_std(
     return float(v.mean()), float(v.std(ddof=1))
 
 
-def format_mean_std(values: ArrayLike, digits: int = 4) -> str:
-    """``"0.9123 ± 0.0012"``: :func:`mean_std` with ``digits`` decimals; the mean alone for one value."""
+def format_mean_std(
+    mean: float | None, std: float | None = None, *, digits: int = 4, scale: float = 1.0
+) -> str:
+    """``"mean ± std"`` with ``digits`` decimals after multiplying by ``scale`` (100 for percent): the one
+    renderer of :func:`mean_std`'s pair, e.g. ``format_mean_std(*mean_std(accs), digits=2, scale=100)``.
+
+    The mean alone when ``std`` is ``None`` or NaN (one seed); ``n/a`` when the mean is ``None`` or NaN.
+    """
     if isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 15:
         raise ConfigError(f"digits must be an integer in [0, 15]; got {digits!r}")
-    mean, std = mean_std(values)
-    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if mean is None or math.isnan(mean):
+        return "n/a"
+    text = f"{mean * scale:.{digits}f}"
+    if std is None or math.isnan(std):
+        return text
+    return f"{text} ± {std * scale:.{digits}f}"

@@ -5,9 +5,9 @@ distillation run), :mod:`~calikd.report.calibration`, :mod:`~calikd.report.sweep
 rows, dataclasses of :mod:`calikd.metrics` / :mod:`calikd.analysis`), so any layer above can write one.
 """
 
-from calikd.analysis import mean_std
+from calikd.analysis import format_mean_std, mean_std
 from calikd.report.html import render_html, write_report
-from calikd.report.markdown import MarkdownDoc, format_cell, format_mean_std, table
+from calikd.report.markdown import MarkdownDoc, format_cell, table
 from calikd.report.plots import (
     LineFit,
     ScatterPoint,

@@ -46,18 +46,6 @@ def format_cell(value: object, *, digits: int = 4) -> str:
     return str(value)
 
 
-def format_mean_std(mean: float, std: float | None = None, *, digits: int = 4, scale: float = 1.0) -> str:
-    """``"mean ± std"`` with ``digits`` decimals after multiplying by ``scale`` (e.g. 100 for percent);
-    just the mean when ``std`` is ``None`` or NaN (a single seed: see :func:`calikd.analysis.mean_std`);
-    ``n/a`` when the mean is NaN."""
-    if mean is None or math.isnan(mean):
-        return "n/a"
-    text = f"{mean * scale:.{digits}f}"
-    if std is None or math.isnan(std):
-        return text
-    return f"{text} ± {std * scale:.{digits}f}"
-
-
 def _looks_numeric(text: str) -> bool:
     parts = text.replace("%", "").split("±")
     if not text or len(parts) > 2:

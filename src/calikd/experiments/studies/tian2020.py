@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from calikd.analysis import format_mean_std, paired_difference
+from calikd.analysis import format_mean_std, mean_std, paired_difference
 from calikd.experiments.presets import (
     CPU,
     CRD_RECIPE,
@@ -309,7 +309,7 @@ def _with_options(method: str, options: dict[str, dict[str, Any]]) -> str | dict
 
 
 def _cell(values: list[float]) -> str:
-    return f"{format_mean_std([100 * v for v in values], digits=2)} (n = {len(values)})"
+    return f"{format_mean_std(*mean_std(values), digits=2, scale=100)} (n = {len(values)})"
 
 
 def _metric(seeds: dict[int, RunRecord], name: str) -> list[float]:
@@ -322,7 +322,8 @@ def _describe(seeds: dict[int, RunRecord], published: Any) -> str:
     text = f"published {published}; ours {_cell(_metric(seeds, 'student_test_accuracy'))}"
     ece, nll = _metric(seeds, "student_test_ece"), _metric(seeds, "student_test_nll")
     if ece and nll:
-        text += f"; ECE {format_mean_std([100 * v for v in ece], 2)}, NLL {format_mean_std(nll, 3)}"
+        ece_text = format_mean_std(*mean_std(ece), digits=2, scale=100)
+        text += f"; ECE {ece_text}, NLL {format_mean_std(*mean_std(nll), digits=3)}"
     converged = _metric(seeds, "converged")
     if converged:
         text += f"; {sum(c == 1 for c in converged)}/{len(converged)} converged"

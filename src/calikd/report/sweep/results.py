@@ -13,8 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from calikd.analysis import mean_std
-from calikd.report.markdown import format_mean_std
+from calikd.analysis import format_mean_std, mean_std
 
 GROUP_KEYS = (
     "teacher",
