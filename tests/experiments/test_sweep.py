@@ -118,8 +118,9 @@ def test_sweep_runs_records_and_restarts(tmp_path: Path) -> None:
     outcome = run_sweep(spec, db_path=db, log=lines.append)
     assert outcome.ok and outcome.counts["finished"] == 1 + 1 + 3
     progress = [line for line in lines if line.startswith("  [")]
-    assert [line.split("]")[0].strip() for line in progress] == ["[1/1", "[1/1", "[1/3", "[2/3", "[3/3"]
+    assert [line.split("]")[0].strip() for line in progress] == [f"[{i}/5" for i in range(1, 6)]
     assert "ETA" in progress[2] and "ETA" not in progress[4] and "elapsed" in progress[4]
+    assert [line.split()[1] for line in progress] == ["teacher", "calibrate", "distill", "distill", "distill"]
     with ResultsStore(db) as store:
         runs = store.list_runs(sweep="tiny")
         assert {r.status for r in runs} == {"finished"}

@@ -186,8 +186,8 @@ def _robustness_plans(
     corrupted_dir = f"{spec.out}/corrupted/{spec.dataset}-{corrupt_id[:8]}"
     out = [RunPlan("corrupt", corrupt_id, f"corrupt-{spec.dataset}", corrupt_config, corrupted_dir)]
     calibrations = {p.config["checkpoint"]: p for p in plans if p.kind == "calibrate"}
-    targets = [  # (name, checkpoint, the run it evaluates, what it waits for)
-        (f"{name}-teacher", ckpt, calibrations[ckpt].run_id, deps)
+    targets = [  # (name, checkpoint, the run it evaluates, what it waits for: the teacher's calibrator too)
+        (f"{name}-teacher", ckpt, calibrations[ckpt].run_id, (*deps, calibrations[ckpt].run_id))
         for name, (ckpt, deps) in teacher_ckpt.items()
     ]
     targets += [(p.name, f"{p.out_dir}/last", p.run_id, (p.run_id,)) for p in plans if p.kind == "distill"]

@@ -32,6 +32,7 @@ from typing import Any
 
 from calikd.errors import ConfigError, did_you_mean
 from calikd.experiments.plan import RunPlan
+from calikd.experiments.schedule import Schedule, as_schedule
 from calikd.experiments.tasks import RunResult, error_detail, record_failure, record_result, run_work
 from calikd.results import DEFAULT_HEARTBEAT_S, ClaimLostError, ResultsStore
 
@@ -142,6 +143,7 @@ class RayExecutor:
         self._say = log or (lambda _msg: None)
         self._remote: Any = None
         self._started = False
+        self._next_beat = 0.0  # when the runs in flight are heartbeaten next
 
     def _connect(self) -> None:
         ray = self._ray
@@ -178,26 +180,39 @@ class RayExecutor:
             )
         self._say(f"warning: {message} now; the runs wait until such a node joins the cluster")
 
-    def run(self, plans: list[RunPlan], db_path: str) -> Iterator[tuple[RunPlan, str]]:
-        """Claim ``plans`` in the store at ``db_path``, run them as Ray tasks and yield each with its status
-        as it ends (``skipped`` at once for one that is finished or another live sweep process holds)."""
-        if not plans:
+    def run(self, plans: Schedule | list[RunPlan], db_path: str) -> Iterator[tuple[RunPlan, str]]:
+        """Claim the runs of ``plans`` in the store at ``db_path`` as they become ready, run them as Ray
+        tasks and yield each with its status as it ends (``skipped`` at once for one that is finished or
+        another live sweep process holds). The runs an ended one unblocks are submitted before it is
+        yielded."""
+        schedule = as_schedule(plans, db_path)
+        if schedule.exhausted:
             return
         if self._remote is None:
             self._connect()
         cwd = os.getcwd()
         with ResultsStore(os.path.abspath(db_path)) as store:
             in_flight: dict[Any, RunPlan] = {}
+            self._next_beat = time.monotonic() + self.heartbeat_s
             try:
-                skipped = []
-                for plan in plans:
-                    if store.claim(plan.run_id):
-                        in_flight[self._submit(plan, cwd)] = plan
-                    else:
-                        skipped.append(plan)
-                for plan in skipped:
-                    yield plan, "skipped"
-                yield from self._wait_all(store, in_flight)
+                ended: list[tuple[RunPlan, str]] = []
+                while True:
+                    for plan in schedule.take():
+                        if store.claim(plan.run_id):
+                            in_flight[self._submit(plan, cwd)] = plan
+                        else:
+                            schedule.ended(plan, "skipped")
+                            ended.append((plan, "skipped"))
+                    yield from ended
+                    ended = []
+                    if not in_flight:
+                        if schedule.exhausted:
+                            return
+                        schedule.wait()
+                        continue
+                    for plan, status in self._wait_some(store, in_flight):
+                        schedule.ended(plan, status)
+                        ended.append((plan, status))
             finally:  # interrupted (Ctrl-C) or abandoned: the runs in flight go back to pending
                 self._hand_back(store, in_flight)
 
@@ -207,24 +222,27 @@ class RayExecutor:
             num_cpus=opts.cpus_per_run, num_gpus=opts.gpus_per_run, name=f"calikd {plan.kind} {plan.name}"
         ).remote(plan, opts.threads, opts.gpus_per_run, cwd)
 
-    def _wait_all(self, store: ResultsStore, in_flight: dict[Any, RunPlan]) -> Iterator[tuple[RunPlan, str]]:
-        """Yield each run of ``in_flight`` (emptied as they end) with its recorded status, heartbeating
-        those still running every :attr:`heartbeat_s` seconds."""
+    def _wait_some(self, store: ResultsStore, in_flight: dict[Any, RunPlan]) -> list[tuple[RunPlan, str]]:
+        """Wait until some runs of ``in_flight`` end (removed from it) and return them with their recorded
+        status, heartbeating those still running every :attr:`heartbeat_s` seconds (a run another sweep
+        process took over meanwhile is cancelled here and returned as ``skipped``)."""
         ray = self._ray
-        next_beat = time.monotonic() + self.heartbeat_s
-        while in_flight:
-            timeout = max(0.0, next_beat - time.monotonic())
+        while True:
+            timeout = max(0.0, self._next_beat - time.monotonic())
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
-            if time.monotonic() >= next_beat:
+            out: list[tuple[RunPlan, str]] = []
+            if time.monotonic() >= self._next_beat:
                 for ref, plan in list(in_flight.items()):
                     if ref not in ready and not self._beat(store, plan):
                         del in_flight[ref]  # another sweep process runs it now: stop this copy
                         ray.cancel(ref)
-                        yield plan, "skipped"
-                next_beat = time.monotonic() + self.heartbeat_s
+                        out.append((plan, "skipped"))
+                self._next_beat = time.monotonic() + self.heartbeat_s
             for ref in ready:
                 plan = in_flight.pop(ref)
-                yield plan, self._record(store, plan, ref)
+                out.append((plan, self._record(store, plan, ref)))
+            if out:
+                return out
 
     def _beat(self, store: ResultsStore, plan: RunPlan) -> bool:
         """Refresh ``plan``'s heartbeat; False if another worker took the run over (it went stale)."""

@@ -1,5 +1,6 @@
-"""Run a sweep: register every run in the results store, then teachers, calibrations and students in turn,
-each phase on an executor: ``local`` (``workers`` processes) or ``ray`` (one Ray task per run, see
+"""Run a sweep: register every run in the results store, then run each as soon as the runs it needs have
+finished (:mod:`calikd.experiments.schedule`: a teacher's students start while other teachers still train), on
+an executor: ``local`` (``workers`` processes) or ``ray`` (one Ray task per run, see
 :mod:`calikd.experiments.ray_executor`). Finished runs are skipped, so a restarted sweep continues; several
 sweep processes on one store share the work (each run is claimed by one of them)."""
 
@@ -26,12 +27,13 @@ from calikd.experiments.overhead import (
 )
 from calikd.experiments.plan import RunPlan, expand
 from calikd.experiments.ray_executor import RayExecutor, RayOptions
+from calikd.experiments.schedule import KIND_ORDER, Schedule, as_schedule
 from calikd.experiments.spec import SweepSpec, spec_to_dict
 from calikd.experiments.tasks import execute
-from calikd.results import DEFAULT_DB_PATH, ResultsStore
+from calikd.results import DEFAULT_DB_PATH, ResultsStore, UnknownRunError
 from calikd.store.checkpoint import checkpoint_id
 
-PHASES = ("teacher", "calibrate", "distill", "corrupt", "robustness")
+PHASES = KIND_ORDER  # the kinds of run, in the order a sweep lists (and prefers) them
 #: kinds whose run id does not depend on the sweep's folder: another sweep may have run them already
 SHARED_KINDS = ("teacher", "corrupt")
 EXECUTORS = ("local", "ray")
@@ -62,10 +64,11 @@ def _hashes(plan: RunPlan) -> dict[str, str]:
 
 
 class Executor(Protocol):
-    """Where runs execute: :meth:`run` yields each plan with its status (``finished``, ``failed`` or
-    ``skipped``) as it ends; :meth:`close` frees what it holds."""
+    """Where runs execute: :meth:`run` takes the ready runs of a :class:`Schedule` (a plain list: its runs
+    wait only for each other), reports each end to it and yields each plan with its status (``finished``,
+    ``failed`` or ``skipped``) as it ends; :meth:`close` frees what it holds."""
 
-    def run(self, plans: list[RunPlan], db_path: str) -> Iterator[tuple[RunPlan, str]]: ...
+    def run(self, plans: Schedule | list[RunPlan], db_path: str) -> Iterator[tuple[RunPlan, str]]: ...
 
     def close(self) -> None: ...
 
@@ -76,10 +79,10 @@ class LocalExecutor:
 
     workers: int = 1
 
-    def run(self, plans: list[RunPlan], db_path: str) -> Iterator[tuple[RunPlan, str]]:
-        """Execute ``plans``, yielding each with its status as it ends."""
+    def run(self, plans: Schedule | list[RunPlan], db_path: str) -> Iterator[tuple[RunPlan, str]]:
+        """Execute ``plans`` as they become ready, yielding each with its status as it ends."""
         threads = max(1, (os.cpu_count() or 1) // self.workers) if self.workers > 1 else None
-        return _execute_all(plans, db_path, self.workers, threads)
+        return _execute_all(as_schedule(plans, db_path), db_path, self.workers, threads)
 
     def close(self) -> None:
         """Nothing to free: the process pool lives for one :meth:`run`."""
@@ -157,7 +160,8 @@ def run_sweep(
 def _run_phases(
     spec: SweepSpec, db_path: str, runner: Executor, say: Callable[[str], None], ran: list[str]
 ) -> SweepOutcome:
-    """Run the phases in turn; the ids of the runs this process finished are appended to ``ran``."""
+    """Run the sweep's runs as they become ready; the ids of the runs this process finished are appended
+    to ``ran``."""
     plans = expand(spec)
     outcome = SweepOutcome(spec.name, db_path)
     with ResultsStore(db_path) as store:
@@ -168,52 +172,90 @@ def _run_phases(
                 store.register(
                     plan.run_id, sweep=spec.name, kind=plan.kind, name=plan.name, config=plan.config
                 )
+        done = _finished_before(store, spec.name, plans, outcome, say)
     say(f"sweep '{spec.name}': {len(plans)} runs in {db_path}")
     if left:
         say(
             f"sweep '{spec.name}': {left} runs of an earlier spec are no longer part of it "
             "(kept in the store; its report leaves them out)"
         )
-    for phase in PHASES:
-        todo = [p for p in plans if p.kind == phase]
-        if not todo:
-            continue
+    todo = [p for p in plans if p.run_id not in done]
+    for kind in PHASES:
+        of_kind = [p for p in plans if p.kind == kind]
+        if of_kind:
+            ready = sum(p.kind == kind for p in todo)
+            say(f"{kind}: {ready} to run, {len(of_kind) - ready} done before")
+
+    def register_ready(plan: RunPlan) -> bool:
+        """A student's teacher weights are known now: record their id with the run (refused if the run
+        finished from other weights); False if the run is finished already."""
+        if plan.kind != "distill":
+            return True
         with ResultsStore(db_path) as store:
-            _wait_for_others(store, {d for p in todo for d in p.depends_on}, say)
-            runnable = []
-            for plan in todo:
-                failed_dep = [d for d in plan.depends_on if store.get(d).status != "finished"]
-                if plan.kind == "distill":  # teacher weights are known now: record their id with the run
-                    store.register(
-                        plan.run_id,
-                        sweep=spec.name,
-                        kind=plan.kind,
-                        name=plan.name,
-                        config=plan.config,
-                        hashes=_hashes(plan),
-                    )
-                if failed_dep:
-                    outcome.counts["blocked"] += 1
-                    outcome.failed.append(f"{plan.name} (its teacher run did not finish)")
-                    continue
-                record = store.get(plan.run_id)
-                if record.status == "finished":
-                    outcome.counts["done before"] += 1
-                    if plan.kind in SHARED_KINDS:
-                        _adopt(plan, record.out_dir, say)
-                    continue
-                runnable.append(plan)
-        say(f"{phase}: {len(runnable)} to run, {len(todo) - len(runnable)} done or blocked")
-        start = time.monotonic()
-        for done, (plan, result) in enumerate(runner.run(runnable, db_path), 1):
-            outcome.counts[result] += 1
-            if result == "finished":
-                ran.append(plan.run_id)
-            if result == "failed":
-                outcome.failed.append(plan.name)
-            eta = _eta(start, done, len(runnable))
-            say(f"  [{done}/{len(runnable)}] {plan.kind} {plan.name}: {result}{eta}")
+            _register_student(store, spec.name, plan)
+            if store.get(plan.run_id).status != "finished":
+                return True
+        outcome.counts["done before"] += 1
+        return False
+
+    schedule = Schedule(todo, done=done, db_path=db_path, on_ready=register_ready, say=say)
+    start, count = time.monotonic(), 0
+
+    def report_blocked() -> None:
+        nonlocal count
+        while schedule.blocked:
+            plan, why = schedule.blocked.pop(0)
+            count += 1
+            outcome.counts["blocked"] += 1
+            outcome.failed.append(f"{plan.name} ({why})")
+            if plan.kind == "distill":  # listed with the sweep (pending), as a run that did not happen
+                with ResultsStore(db_path) as store:
+                    _register_student(store, spec.name, plan)
+            say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: blocked ({why})")
+
+    for plan, result in runner.run(schedule, db_path):
+        report_blocked()
+        count += 1
+        outcome.counts[result] += 1
+        if result == "finished":
+            ran.append(plan.run_id)
+        if result == "failed":
+            outcome.failed.append(plan.name)
+        say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: {result}{_eta(start, count, len(todo))}")
+    report_blocked()
     return outcome
+
+
+def _finished_before(
+    store: ResultsStore, sweep: str, plans: list[RunPlan], outcome: SweepOutcome, say: Callable[[str], None]
+) -> set[str]:
+    """Ids of the runs finished before this sweep process started (counted ``done before``; a shared one
+    is linked into this sweep's folder). A student counts only when its teacher runs are done too (it is
+    registered with its teacher's weights id, which refuses a student distilled from other weights)."""
+    done: set[str] = set()
+    for plan in plans:  # in the sweep's order: a run's dependencies come before it
+        if plan.kind == "distill":
+            if not all(d in done for d in plan.depends_on):
+                continue
+            try:
+                if store.get(plan.run_id).status != "finished":
+                    continue
+            except UnknownRunError:
+                continue
+            _register_student(store, sweep, plan)
+        elif store.get(plan.run_id).status != "finished":
+            continue
+        done.add(plan.run_id)
+        outcome.counts["done before"] += 1
+        if plan.kind in SHARED_KINDS:
+            _adopt(plan, store.get(plan.run_id).out_dir, say)
+    return done
+
+
+def _register_student(store: ResultsStore, sweep: str, plan: RunPlan) -> None:
+    store.register(
+        plan.run_id, sweep=sweep, kind=plan.kind, name=plan.name, config=plan.config, hashes=_hashes(plan)
+    )
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -252,31 +294,37 @@ def _eta(start: float, done: int, total: int) -> str:
     return f" (elapsed {_clock(elapsed)}{left})"
 
 
-def _wait_for_others(
-    store: ResultsStore, run_ids: set[str], say: Callable[[str], None], poll_s: float = 2.0
-) -> None:
-    """Wait while another live sweep process is running some of ``run_ids`` (runs this phase needs)."""
-    announced = False
-    while True:
-        busy = [r for r in (store.get(i) for i in run_ids) if r.status == "running" and not r.is_stale()]
-        if not busy:
-            return
-        if not announced:
-            say(f"waiting for {len(busy)} run(s) that another sweep process is running")
-            announced = True
-        time.sleep(poll_s)
-
-
 def _execute_all(
-    plans: list[RunPlan], db_path: str, workers: int, threads: int | None
+    schedule: Schedule, db_path: str, workers: int, threads: int | None
 ) -> Iterator[tuple[RunPlan, str]]:
-    """Execute ``plans`` on this machine, yielding each with its status as it ends."""
-    if workers <= 1 or len(plans) <= 1:
-        for plan in plans:
-            yield plan, execute(plan, db_path)
+    """Execute the runs of ``schedule`` on this machine as they become ready, at most ``workers`` at once,
+    yielding each with its status as it ends (the runs it unblocks are started first)."""
+    if workers <= 1:
+        while not schedule.exhausted:
+            plans = schedule.take(1)
+            if not plans:
+                schedule.wait()
+                continue
+            status = execute(plans[0], db_path)
+            schedule.ended(plans[0], status)
+            yield plans[0], status
         return
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(execute, plan, db_path, threads): plan for plan in plans}
-        for future in concurrent.futures.as_completed(futures):
-            yield futures[future], future.result()
+        futures: dict[concurrent.futures.Future[str], RunPlan] = {}
+        ended: list[tuple[RunPlan, str]] = []
+        while True:
+            for plan in schedule.take(workers - len(futures)):
+                futures[pool.submit(execute, plan, db_path, threads)] = plan
+            yield from ended
+            ended = []
+            if not futures:
+                if schedule.exhausted:
+                    return
+                schedule.wait()
+                continue
+            done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                plan = futures.pop(future)
+                schedule.ended(plan, future.result())
+                ended.append((plan, future.result()))

@@ -1,0 +1,155 @@
+"""Which runs of a sweep may start now: a run is ready once every run it depends on has finished.
+
+A sweep's runs form a graph (a student waits for its teacher, and for the teacher's calibration when it
+distils from the calibrated teacher; a robustness run for the run it evaluates and the corrupted set), not
+a sequence of phases: a student of a teacher that has finished starts while another teacher still trains.
+Executors take ready runs (:meth:`Schedule.take`, the earliest kind first: teachers, which the most runs
+wait for, then calibrations, students, corrupted sets, robustness runs; in the sweep's order within a kind),
+run them and report each end (:meth:`Schedule.ended`). A run whose dependency failed (or was blocked) is
+blocked, with the reason. A run another sweep process holds (``skipped``) is watched in the store: its
+dependents start when it finishes there, and it is taken again if that process lets it go.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from calikd.experiments.plan import RunPlan
+from calikd.results import ResultsStore
+
+KIND_ORDER = ("teacher", "calibrate", "distill", "corrupt", "robustness")
+
+#: called once per run when its dependencies have finished, before it is handed out; False: the run turned
+#: out to be finished already (it is counted as done, not run)
+ReadyHook = Callable[[RunPlan], bool]
+
+
+@dataclass
+class Schedule:
+    """The runs of a sweep still to run, and what each waits for.
+
+    ``done``: ids of runs finished before (dependencies met); a dependency that is neither among ``plans``
+    nor in ``done`` is outside this schedule and counts as met (the run itself checks its inputs).
+    ``db_path``: the store watched for runs another sweep process holds (none without it).
+    """
+
+    plans: list[RunPlan]
+    done: Iterable[str] = ()
+    db_path: str | None = None
+    on_ready: ReadyHook | None = None
+    say: Callable[[str], None] | None = None
+    poll_s: float = 2.0
+    #: runs that cannot run, each with why (a dependency failed or was blocked), in the order found
+    blocked: list[tuple[RunPlan, str]] = field(default_factory=list, init=False)
+    #: runs found finished when they became ready (``on_ready`` said so)
+    found_done: list[RunPlan] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self._finished: set[str] = set(self.done)
+        self._failed: dict[str, str] = {}  # run id -> "failed" or "blocked"
+        self._waiting: dict[str, RunPlan] = {p.run_id: p for p in self.plans}
+        self._known = set(self._waiting)
+        self._rank = {p.run_id: (_kind_rank(p.kind), i) for i, p in enumerate(self.plans)}
+        self._taken: set[str] = set()
+        self._elsewhere: dict[str, RunPlan] = {}
+        self._next_poll = 0.0
+        self._announced = False
+
+    @property
+    def exhausted(self) -> bool:
+        """Nothing left: every run ended, was blocked or found done, and none is held elsewhere."""
+        return not (self._waiting or self._taken or self._elsewhere)
+
+    @property
+    def in_flight(self) -> int:
+        """Runs taken and not ended yet."""
+        return len(self._taken)
+
+    def take(self, limit: int | None = None) -> list[RunPlan]:
+        """The ready runs (at most ``limit``), earliest kind first; they count as in flight until
+        :meth:`ended`."""
+        self._poll_elsewhere()
+        out: list[RunPlan] = []
+        found_done = True
+        while found_done and (limit is None or len(out) < limit):  # a run found done may make others ready
+            found_done = False
+            for plan in sorted(self._resolve(), key=lambda p: self._rank[p.run_id]):
+                if limit is not None and len(out) >= limit:
+                    break
+                del self._waiting[plan.run_id]
+                if self.on_ready is not None and not self.on_ready(plan):
+                    self._finished.add(plan.run_id)
+                    self.found_done.append(plan)
+                    found_done = True
+                    continue
+                self._taken.add(plan.run_id)
+                out.append(plan)
+        return out
+
+    def ended(self, plan: RunPlan, status: str) -> None:
+        """Record how a taken run ended: ``finished``, ``failed`` or ``skipped`` (another process has it)."""
+        self._taken.discard(plan.run_id)
+        if status == "finished":
+            self._finished.add(plan.run_id)
+        elif status == "skipped":
+            self._elsewhere[plan.run_id] = plan
+        else:
+            self._failed[plan.run_id] = "failed"
+
+    def wait(self) -> None:
+        """Sleep while the only runs left wait for runs that another sweep process holds."""
+        if self._elsewhere and not self._announced and self.say is not None:
+            self.say(f"waiting for {len(self._elsewhere)} run(s) that another sweep process is running")
+            self._announced = True
+        time.sleep(max(0.0, min(self.poll_s, self._next_poll - time.monotonic())))
+
+    # ------------------------------------------------------------------------------------------ internals
+    def _resolve(self) -> list[RunPlan]:
+        """Block the waiting runs whose dependencies failed (until none is left to block); the ready ones."""
+        changed = True
+        while changed:
+            changed = False
+            for run_id, plan in list(self._waiting.items()):
+                bad = [d for d in plan.depends_on if d in self._failed]
+                if bad:
+                    del self._waiting[run_id]
+                    self._failed[run_id] = "blocked"
+                    how = "did not finish" if self._failed[bad[0]] == "failed" else "was blocked"
+                    self.blocked.append((plan, f"the {self._kind_of(bad[0])} run it needs {how}"))
+                    changed = True
+        return [p for p in self._waiting.values() if all(self._met(d) for d in p.depends_on)]
+
+    def _met(self, dep: str) -> bool:
+        return dep in self._finished or dep not in self._known
+
+    def _kind_of(self, run_id: str) -> str:
+        return next(p.kind for p in self.plans if p.run_id == run_id)
+
+    def _poll_elsewhere(self) -> None:
+        """Look up the runs another process held: finished, failed, or given up (taken again here)."""
+        if not self._elsewhere or self.db_path is None or time.monotonic() < self._next_poll:
+            return
+        self._next_poll = time.monotonic() + self.poll_s
+        with ResultsStore(self.db_path) as store:
+            records = {run_id: store.get(run_id) for run_id in self._elsewhere}
+        for run_id, record in records.items():
+            if record.status == "running" and not record.is_stale():
+                continue
+            plan = self._elsewhere.pop(run_id)
+            if record.status == "finished":
+                self._finished.add(run_id)
+            elif record.status == "failed":
+                self._failed[run_id] = "failed"
+            else:  # pending again or stale: that process let it go, so run it here
+                self._waiting[run_id] = plan
+
+
+def _kind_rank(kind: str) -> int:
+    return KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+
+
+def as_schedule(plans: Schedule | list[RunPlan], db_path: str) -> Schedule:
+    """``plans`` as a :class:`Schedule` (a plain list: its runs wait only for each other)."""
+    return plans if isinstance(plans, Schedule) else Schedule(list(plans), db_path=db_path)

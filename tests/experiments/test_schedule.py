@@ -1,0 +1,172 @@
+"""The sweep's run graph: runs start when what they need has finished, not when a whole phase has."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.experiments.test_sweep import sweep_dict
+
+from calikd.experiments import expand, parse_spec, run_sweep
+from calikd.experiments import runner as runner_module
+from calikd.experiments.plan import RunPlan
+from calikd.experiments.schedule import Schedule
+from calikd.results import ResultsStore
+
+TWO_TEACHERS = [
+    {"name": "slow", "model": "resnet8", "epochs": 1},
+    {"name": "fast", "model": "resnet8", "epochs": 2},
+]
+
+
+def _plans(tmp_path: Path, **overrides: object) -> list[RunPlan]:
+    spec = {"teachers": TWO_TEACHERS, "methods": ["kd"], **overrides}
+    return expand(parse_spec(sweep_dict(tmp_path, **spec)))
+
+
+def _simulate(schedule: Schedule, slots: int, seconds: dict[str, float]) -> list[tuple[float, RunPlan]]:
+    """Run ``schedule`` on ``slots`` workers in virtual time; each run takes ``seconds[kind or name]`` (1
+    otherwise) and finishes; the (end time, plan) of every run in the order they end."""
+    clock, running, ended = 0.0, [], []  # running: heap of (end time, tie, plan)
+    while not schedule.exhausted:
+        for plan in schedule.take(slots - len(running)):
+            took = seconds.get(plan.name, seconds.get(plan.kind, 1.0))
+            heapq.heappush(running, (clock + took, len(ended) + len(running), plan))
+        assert running, "nothing runs and nothing is ready: the schedule is stuck"
+        clock, _, plan = heapq.heappop(running)
+        schedule.ended(plan, "finished")
+        ended.append((clock, plan))
+    return ended
+
+
+def test_a_teachers_students_start_while_another_teacher_still_trains(tmp_path: Path) -> None:
+    plans = _plans(tmp_path)
+    ended = _simulate(Schedule(plans), slots=2, seconds={"slow": 10.0, "teacher": 2.0})
+    when = {plan.run_id: t for t, plan in ended}
+    assert sorted(when) == sorted(p.run_id for p in plans)  # every run, once
+    slow_end = next(t for t, p in ended if p.name == "slow")
+    fast_students = [p for p in plans if p.kind == "distill" and p.name.startswith("fast-")]
+    assert fast_students and all(when[p.run_id] < slow_end for p in fast_students)
+    for plan in plans:  # nothing starts before what it needs has ended
+        took = {"slow": 10.0}.get(plan.name, 2.0 if plan.kind == "teacher" else 1.0)
+        assert all(when[d] <= when[plan.run_id] - took for d in plan.depends_on)
+    # the fast teacher's 3 runs fill the slow teacher's 10 seconds, its own 3 take 2 more: 12 seconds, where
+    # phases in turn take 10 (teachers) + 1 (calibrations) + 2 (4 students on 2 workers) = 13
+    assert max(when.values()) == 12.0
+
+
+def test_teachers_are_taken_first_and_the_sweep_order_is_kept_within_a_kind(tmp_path: Path) -> None:
+    plans = expand(parse_spec(sweep_dict(tmp_path, teachers=TWO_TEACHERS, methods=["ce", "kd"])))
+    schedule = Schedule(plans)
+    first = schedule.take()
+    assert [p.kind for p in first] == ["teacher", "teacher", "distill"]  # the baseline needs no teacher
+    assert schedule.take() == [] and schedule.in_flight == 3
+    schedule.ended(first[1], "finished")
+    ready = schedule.take()
+    assert [p.kind for p in ready] == ["calibrate", "distill"]
+    assert ready[1].depends_on == (first[1].run_id,)  # the raw-logit student does not wait for calibration
+
+
+def test_a_failed_run_blocks_what_needs_it_and_what_needs_those(tmp_path: Path) -> None:
+    plans = _plans(tmp_path, teachers=TWO_TEACHERS[:1], robustness={"corruptions": ["gaussian_noise"]})
+    schedule = Schedule(plans)
+    taken = schedule.take()
+    teacher = next(p for p in taken if p.kind == "teacher")
+    assert {p.kind for p in taken} == {"teacher", "corrupt"}
+    for plan in taken:
+        schedule.ended(plan, "failed" if plan is teacher else "finished")
+    assert schedule.take() == [] and schedule.exhausted
+    why = {plan.name: reason for plan, reason in schedule.blocked}
+    teacher_failed = "the teacher run it needs did not finish"
+    assert why["slow-calibrate"] == why["slow-cnn-kd-none-s0"] == teacher_failed
+    assert why["slow-cnn-kd-temperature-s0"] == why["slow-teacher-robust"] == teacher_failed
+    assert why["slow-cnn-kd-none-s0-robust"] == "the distill run it needs was blocked"
+    # the teacher's robustness run waits for its calibration too (the run it reports on)
+    teacher_robust = next(p for p in plans if p.name == "slow-teacher-robust")
+    calibrate = next(p for p in plans if p.kind == "calibrate")
+    assert calibrate.run_id in teacher_robust.depends_on
+    assert len(schedule.blocked) == len(plans) - 2
+
+
+def test_runs_done_before_count_as_met_and_on_ready_can_find_one_finished(tmp_path: Path) -> None:
+    plans = _plans(tmp_path, teachers=TWO_TEACHERS[:1], calibrations=["temperature"])
+    teacher, calibrate, student = plans
+    found: list[str] = []
+
+    def on_ready(plan: RunPlan) -> bool:
+        found.append(plan.kind)
+        return plan.kind != "calibrate"  # as if another process had finished it since
+
+    schedule = Schedule([calibrate, student], done=[teacher.run_id], on_ready=on_ready)
+    assert schedule.take() == [student] and found == ["calibrate", "distill"]
+    assert schedule.found_done == [calibrate]
+    schedule.ended(student, "finished")
+    assert schedule.exhausted
+
+
+def test_a_run_another_process_holds_is_watched_in_the_store(tmp_path: Path) -> None:
+    db = str(tmp_path / "calikd.db")
+    plans = _plans(tmp_path, teachers=TWO_TEACHERS[:1], calibrations=["none"])
+    teacher = plans[0]
+    other = ResultsStore(db, worker="elsewhere:1/x")  # another sweep process, on another machine
+    for plan in plans:
+        other.register(plan.run_id, sweep="tiny", kind=plan.kind, name=plan.name, config=plan.config)
+    assert other.claim(teacher.run_id)
+    lines: list[str] = []
+    schedule = Schedule(plans, db_path=db, say=lines.append, poll_s=0.01)
+    assert schedule.take() == [teacher]
+    schedule.ended(teacher, "skipped")  # the claim failed: another live process runs it
+    assert schedule.take() == [] and not schedule.exhausted
+    schedule.wait()
+    assert lines == ["waiting for 1 run(s) that another sweep process is running"]
+    assert other.release(teacher.run_id)  # that process gives it up (interrupted): it is taken again here
+    schedule.wait()
+    assert schedule.take() == [teacher]
+    schedule.ended(teacher, "skipped")
+    assert other.claim(teacher.run_id)  # ... and this time it finishes it
+    schedule.wait()
+    assert schedule.take() == []  # still running there
+    other.finish(teacher.run_id, {"accuracy": 0.5})
+    other.close()
+    schedule.wait()
+    assert {p.kind for p in schedule.take()} == {"calibrate", "distill"}
+
+
+class _VirtualTwoWorkers:
+    """An executor of two workers in virtual time (the runs do nothing): it shows the order the sweep's
+    runner starts and ends runs in, which real processes make nondeterministic."""
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.seconds = seconds
+        self.ended: list[str] = []
+
+    def run(self, plans: Schedule | list[RunPlan], db_path: str) -> Iterator[tuple[RunPlan, str]]:
+        assert isinstance(plans, Schedule)
+        with ResultsStore(db_path) as store:
+            for clock, plan in _simulate(plans, 2, self.seconds):
+                store.claim(plan.run_id)
+                store.finish(plan.run_id, {"virtual_end": clock})
+                self.ended.append(plan.name)
+                yield plan, "finished"
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_sweep_runs_its_graph_and_registers_each_student_with_its_teachers_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = str(tmp_path / "calikd.db")
+    virtual = _VirtualTwoWorkers({"slow": 10.0, "teacher": 2.0})
+    monkeypatch.setattr(runner_module, "make_executor", lambda *a, **k: virtual)
+    spec = parse_spec(sweep_dict(tmp_path, teachers=TWO_TEACHERS, methods=["kd"]))
+    lines: list[str] = []
+    outcome = run_sweep(spec, db_path=db, log=lines.append)
+    assert outcome.ok and outcome.counts["finished"] == len(expand(spec))
+    assert virtual.ended.index("fast-cnn-kd-temperature-s0") < virtual.ended.index("slow")
+    assert "teacher: 2 to run, 0 done before" in lines and "distill: 4 to run, 0 done before" in lines
+    with ResultsStore(db) as store:
+        students = store.list_runs(sweep="tiny", kind="distill")
+    assert len(students) == 4 and all(r.status == "finished" for r in students)
