@@ -12,7 +12,7 @@ from tests.experiments.test_sweep import sweep_dict
 from calikd.experiments import expand, parse_spec, run_sweep
 from calikd.experiments import runner as runner_module
 from calikd.experiments.plan import RunPlan
-from calikd.experiments.schedule import Schedule
+from calikd.experiments.schedule import Schedule, teacher_cost
 from calikd.results import ResultsStore
 
 TWO_TEACHERS = [
@@ -170,3 +170,20 @@ def test_the_sweep_runs_its_graph_and_registers_each_student_with_its_teachers_w
     with ResultsStore(db) as store:
         students = store.list_runs(sweep="tiny", kind="distill")
     assert len(students) == 4 and all(r.status == "finished" for r in students)
+
+
+def test_the_longest_teacher_starts_first(tmp_path: Path) -> None:
+    teachers = [
+        {"name": "small", "model": "resnet8", "epochs": 4},
+        {"name": "long", "model": "resnet8", "epochs": 8},
+        {"name": "big", "model": "resnet20", "epochs": 4},
+    ]
+    plans = _plans(tmp_path, teachers=teachers, dataset="fashion-mnist", dataset_options={})
+    costs = {p.name: teacher_cost(p) for p in plans if p.kind == "teacher"}
+    assert costs["long"] == pytest.approx(2 * costs["small"])  # epochs x the model's multiply-adds
+    assert costs["big"] > 2 * costs["small"]  # resnet20: about 2.6 x resnet8's convolutions
+    assert [p.name for p in Schedule(plans).take(3)] == ["big", "long", "small"]
+    # a dataset whose image shape is known only from its files: no estimate, the file's order
+    synthetic = _plans(tmp_path, teachers=teachers)
+    assert {teacher_cost(p) for p in synthetic if p.kind == "teacher"} == {0.0}
+    assert [p.name for p in Schedule(synthetic).take(3)] == ["small", "long", "big"]

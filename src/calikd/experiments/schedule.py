@@ -4,7 +4,8 @@ A sweep's runs form a graph (a student waits for its teacher, and for the teache
 distils from the calibrated teacher; a robustness run for the run it evaluates and the corrupted set), not
 a sequence of phases: a student of a teacher that has finished starts while another teacher still trains.
 Executors take ready runs (:meth:`Schedule.take`, the earliest kind first: teachers, which the most runs
-wait for, then calibrations, students, corrupted sets, robustness runs; in the sweep's order within a kind),
+wait for, the longest first by :func:`teacher_cost`, so that the longest chain starts at once; then
+calibrations, students, corrupted sets, robustness runs, each in the sweep's order),
 run them and report each end (:meth:`Schedule.ended`). A run whose dependency failed (or was blocked) is
 blocked, with the reason. A run another sweep process holds (``skipped``) is watched in the store: its
 dependents start when it finishes there, and it is taken again if that process lets it go.
@@ -12,11 +13,18 @@ dependents start when it finishes there, and it is taken again if that process l
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+import torch
+from torch import nn
+
+from calikd.data.registry import get_spec
 from calikd.experiments.plan import RunPlan
+from calikd.models import create_model
 from calikd.results import ResultsStore
 
 KIND_ORDER = ("teacher", "calibrate", "distill", "corrupt", "robustness")
@@ -51,7 +59,10 @@ class Schedule:
         self._failed: dict[str, str] = {}  # run id -> "failed" or "blocked"
         self._waiting: dict[str, RunPlan] = {p.run_id: p for p in self.plans}
         self._known = set(self._waiting)
-        self._rank = {p.run_id: (_kind_rank(p.kind), i) for i, p in enumerate(self.plans)}
+        self._rank = {
+            p.run_id: (_kind_rank(p.kind), -teacher_cost(p) if p.kind == "teacher" else 0.0, i)
+            for i, p in enumerate(self.plans)
+        }
         self._taken: set[str] = set()
         self._elsewhere: dict[str, RunPlan] = {}
         self._next_poll = 0.0
@@ -153,3 +164,40 @@ def _kind_rank(kind: str) -> int:
 def as_schedule(plans: Schedule | list[RunPlan], db_path: str) -> Schedule:
     """``plans`` as a :class:`Schedule` (a plain list: its runs wait only for each other)."""
     return plans if isinstance(plans, Schedule) else Schedule(list(plans), db_path=db_path)
+
+
+def teacher_cost(plan: RunPlan) -> float:
+    """Relative training cost of a teacher run: epochs x multiply-accumulates of its model on one image of its
+    dataset's shape (0 when unknown: a foreign dataset, a model that cannot be built here)."""
+    config = plan.config
+    try:
+        epochs = float(config.get("epochs") or 1)
+        kwargs = tuple(sorted((config.get("model_kwargs") or {}).items()))
+        return epochs * _macs(str(config["model"]), kwargs, str(config.get("dataset")))
+    except Exception:  # an estimate only: the order falls back to the sweep file's
+        return 0.0
+
+
+@functools.lru_cache(maxsize=64)
+def _macs(model: str, kwargs: tuple[tuple[str, Any], ...], dataset: str) -> float:
+    info = get_spec(dataset).info
+    if info is None:
+        return 0.0
+    net = create_model(model, info.num_classes, info.in_channels, **dict(kwargs)).eval()
+    total = [0.0]
+
+    def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            total[0] += output.numel() * per_output
+        elif isinstance(module, nn.Linear):
+            total[0] += output.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, info.in_channels, *info.image_size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total[0]
