@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from calikd.distill import create_distiller, method_config
+from calikd.distill.methods import crd as crd_module
 from calikd.distill.methods.at import at_loss, attention_map, intermediate_stages
 from calikd.distill.methods.crd import (
     ContrastMemory,
@@ -322,7 +323,9 @@ def test_sample_negatives_other_class_skips_known_same_class_samples() -> None:
     assert torch.isin(idx[0, 1:], torch.tensor([8, 9])).any()
 
 
-def test_contrast_memory_scores_z_and_momentum_update() -> None:
+@pytest.mark.parametrize("ratio", [0, 1000], ids=["gathered-rows", "full-product"])
+def test_contrast_memory_scores_z_and_momentum_update(ratio: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(crd_module, "FULL_SCORES_MAX_RATIO", ratio)  # both ways of computing the scores
     torch.manual_seed(0)
     mem = ContrastMemory(dim=3, num_samples=6, nce_k=2, temperature=0.5, momentum=0.25)
     assert mem.z_student.item() == -1.0 and mem.z_teacher.item() == -1.0
@@ -358,6 +361,23 @@ def test_contrast_memory_scores_z_and_momentum_update() -> None:
         np.testing.assert_allclose(mem.memory_teacher[row].numpy(), v / np.linalg.norm(v), rtol=1e-5)
     untouched = [0, 3, 4, 5]
     np.testing.assert_array_equal(mem.memory_student[untouched].numpy(), mem_s[untouched])
+
+
+def test_both_ways_of_scoring_give_the_same_loss_and_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(3)
+    mem = ContrastMemory(dim=16, num_samples=300, nce_k=64, temperature=0.07)
+    s0 = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
+    t0 = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
+    sample = mem.sample(torch.arange(8) * 7)
+    results = []
+    for ratio in (0, 1000):  # 300 rows <= 8 x 65 columns: the full product by default
+        monkeypatch.setattr(crd_module, "FULL_SCORES_MAX_RATIO", ratio)
+        s, t = s0.clone().requires_grad_(), t0.clone().requires_grad_()
+        loss = crd_loss(*mem.eval()(s, t, sample), mem.num_samples)
+        loss.backward()
+        results.append((loss.detach(), s.grad, t.grad))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_contrast_memory_update_averages_views_sharing_an_index() -> None:
