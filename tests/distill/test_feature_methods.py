@@ -323,6 +323,39 @@ def test_sample_negatives_other_class_skips_known_same_class_samples() -> None:
     assert torch.isin(idx[0, 1:], torch.tensor([8, 9])).any()
 
 
+def test_other_class_negatives_are_uniform_over_the_other_classes_and_never_the_positive() -> None:
+    labels = torch.tensor([2, 0, 1, 0, -1, 2, 1, 0, 2, 1, 0, 1])  # unsorted; -1: not seen yet
+    index = torch.tensor([1, 2, 11, 4, 6])
+    anchors = torch.tensor([0, 1, 1, -1, 2])  # the 4th: unknown class; the 5th: its positive's label differs
+    generator = torch.Generator().manual_seed(0)
+    draws = 60_000
+    idx = sample_negatives(index, 12, draws, sample_labels=labels, anchor_labels=anchors, generator=generator)
+    assert torch.equal(idx[:, 0], index)
+    for row, (c, positive) in enumerate(zip(anchors.tolist(), index.tolist(), strict=True)):
+        allowed = [j for j in range(12) if j != positive and (c < 0 or labels[j] != c)]
+        counts = torch.bincount(idx[row, 1:], minlength=12).double()
+        assert set(torch.nonzero(counts).flatten().tolist()) == set(allowed)  # every one, and only those
+        expected = draws / len(allowed)  # uniform: each within 5 binomial standard deviations
+        assert (counts[allowed] - expected).abs().max() < 5 * math.sqrt(expected)
+    again = sample_negatives(
+        index,
+        12,
+        draws,
+        sample_labels=labels,
+        anchor_labels=anchors,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert torch.equal(idx, again)
+    one_class = sample_negatives(  # the anchor's class holds every sample: the others, uniformly
+        torch.tensor([3]),
+        5,
+        400,
+        sample_labels=torch.zeros(5, dtype=torch.long),
+        anchor_labels=torch.tensor([0]),
+    )
+    assert set(one_class[0, 1:].tolist()) == {0, 1, 2, 4}
+
+
 @pytest.mark.parametrize("ratio", [0, 1000], ids=["gathered-rows", "full-product"])
 def test_contrast_memory_scores_z_and_momentum_update(ratio: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(crd_module, "FULL_SCORES_MAX_RATIO", ratio)  # both ways of computing the scores

@@ -25,13 +25,13 @@ Defaults: the CRD benchmark's CIFAR-100 recipe (Tian et al. 2020, RepDistiller `
 ``nce_t = 0.07``, ``nce_m = 0.5``, on the pooled embedding (``feat[-1]``), memory initialised uniformly in
 ``[-sqrt(3/d), sqrt(3/d)]``.
 
-Negatives (``negatives``): ``"other_class"`` (default, as RepDistiller's CIFAR-100 loader) draws them from
-samples of other classes: exact when the distiller gets every training sample's label (``sample_labels=``,
-which ``calikd distill`` passes); without it, labels are recorded per index as batches arrive and samples not
-yet seen count as other-class. Draws are with replacement (RepDistiller: without, when possible; with 16384 of
-50000 samples the difference is negligible). ``"uniform"`` draws ``K`` indices uniformly from the dataset
-minus the positive index. Sampling uses the global torch RNG (or a given ``torch.Generator``), so a fixed seed
-gives the same negatives.
+Negatives (``negatives``): ``"other_class"`` (default, as RepDistiller's CIFAR-100 loader) draws them
+uniformly from the samples of other classes, directly (as RepDistiller's per-class lists): exact when the
+distiller gets every training sample's label (``sample_labels=``, which ``calikd distill`` passes); without
+it, labels are recorded per index as batches arrive and samples not yet seen count as other-class. Draws are
+with replacement (RepDistiller: without, when possible; with 16384 of 50000 samples the difference is
+negligible). ``"uniform"`` draws ``K`` indices uniformly from the dataset minus the positive index. Sampling
+uses the global torch RNG (or a given ``torch.Generator``), so a fixed seed gives the same negatives.
 """
 
 from __future__ import annotations
@@ -105,26 +105,46 @@ def sample_negatives(
     """``(B, 1 + k)`` dataset indices: column 0 is ``index``, then ``k`` negatives drawn uniformly (with
     replacement) from ``[0, num_samples)`` minus the positive.
 
-    With ``sample_labels`` (label per dataset index, ``-1`` = unknown) and ``anchor_labels`` (B,), negatives
-    of the anchor's class are redrawn, up to ``max_rounds`` times.
+    With ``sample_labels`` (label per dataset index, ``-1`` = unknown) and ``anchor_labels`` (B,), an anchor
+    of a known class draws its negatives uniformly from the samples not of its class (unknown ones included),
+    as RepDistiller draws from its per-class negative lists: directly, not by rejection. The positive is never
+    drawn (were its recorded label not the anchor's, its draws are repeated, up to ``max_rounds`` times). An
+    anchor of unknown class, or whose class holds every sample, draws from all the others.
     """
     if num_samples < 2:
         raise ConfigError(f"contrastive sampling needs at least 2 samples, got num_samples={num_samples}")
     index = index.long()
     shape = (index.shape[0], k)
 
-    def draw() -> torch.Tensor:
+    def draw_uniform() -> torch.Tensor:
         r = torch.randint(0, num_samples - 1, shape, device=index.device, generator=generator)
         return r + (r >= index[:, None]).long()  # skip the positive: uniform over the other N - 1
 
-    neg = draw()
-    if sample_labels is not None and anchor_labels is not None:
-        anchor = anchor_labels.to(index.device).long()[:, None]
-        for _ in range(max_rounds):
-            clash = (sample_labels[neg] == anchor) & (anchor >= 0)
-            if not bool(clash.any()):
-                break
-            neg = torch.where(clash, draw(), neg)
+    if sample_labels is None or anchor_labels is None:
+        return torch.cat([index[:, None], draw_uniform()], dim=1)
+    labels = sample_labels.to(index.device).long()
+    anchor = anchor_labels.to(index.device).long()
+    order = torch.argsort(labels, stable=True)  # each class one block of the sorted order
+    sorted_labels = labels[order]
+    start = torch.searchsorted(sorted_labels, anchor)
+    size = torch.searchsorted(sorted_labels, anchor, right=True) - start
+    pool = num_samples - size  # the samples not of the anchor's class
+    by_class = (anchor >= 0) & (pool > 0)
+
+    def draw_other_class() -> torch.Tensor:
+        u = torch.rand(shape, device=index.device, dtype=torch.float64, generator=generator)
+        r = torch.minimum((u * pool[:, None]).long(), (pool - 1).clamp_min(0)[:, None])
+        at = r + (r >= start[:, None]).long() * size[:, None]  # step over the class's block
+        return order[at.clamp_max(num_samples - 1)]  # (clamped for a class of every sample: drawn uniformly)
+
+    neg = draw_other_class()
+    if not bool(by_class.all()):
+        neg = torch.where(by_class[:, None], neg, draw_uniform())
+    for _ in range(max_rounds):
+        hit = by_class[:, None] & (neg == index[:, None])
+        if not bool(hit.any()):
+            break
+        neg = torch.where(hit, draw_other_class(), neg)
     return torch.cat([index[:, None], neg], dim=1)
 
 
