@@ -34,7 +34,9 @@ def _simulate(schedule: Schedule, slots: int, seconds: dict[str, float]) -> list
         for plan in schedule.take(slots - len(running)):
             took = seconds.get(plan.name, seconds.get(plan.kind, 1.0))
             heapq.heappush(running, (clock + took, len(ended) + len(running), plan))
-        assert running, "nothing runs and nothing is ready: the schedule is stuck"
+        if not running:  # what was left was found done
+            assert schedule.exhausted, "nothing runs and nothing is ready: the schedule is stuck"
+            break
         clock, _, plan = heapq.heappop(running)
         schedule.ended(plan, "finished")
         ended.append((clock, plan))
@@ -187,3 +189,26 @@ def test_the_longest_teacher_starts_first(tmp_path: Path) -> None:
     synthetic = _plans(tmp_path, teachers=teachers)
     assert {teacher_cost(p) for p in synthetic if p.kind == "teacher"} == {0.0}
     assert [p.name for p in Schedule(synthetic).take(3)] == ["small", "long", "big"]
+
+
+def test_a_student_found_finished_when_its_teacher_reran_is_not_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = str(tmp_path / "calikd.db")
+    spec = parse_spec(sweep_dict(tmp_path, teachers=TWO_TEACHERS[:1], methods=["kd"], calibrations=["none"]))
+    monkeypatch.setattr(runner_module, "make_executor", lambda *a, **k: _VirtualTwoWorkers({}))
+    assert run_sweep(spec, db_path=db, log=None).ok
+    teacher = expand(spec)[0]
+    with ResultsStore(db) as store, store._write() as conn:  # the teacher's row reset, its student's kept
+        conn.execute("UPDATE runs SET status = 'pending' WHERE run_id = ?", (teacher.run_id,))
+    virtual = _VirtualTwoWorkers({})
+    monkeypatch.setattr(runner_module, "make_executor", lambda *a, **k: virtual)
+    lines: list[str] = []
+    outcome = run_sweep(spec, db_path=db, log=lines.append)
+    assert virtual.ended == ["slow"]  # the teacher alone ran (its calibration was done before)
+    assert outcome.counts == {"finished": 1, "done before": 2}
+    said = [line.split("] ", 1)[1].split(" (elapsed")[0] for line in lines if line.startswith("  [")]
+    assert sorted(said) == [
+        "distill slow-cnn-kd-none-s0: finished by another sweep process",
+        "teacher slow: finished",
+    ]

@@ -201,8 +201,13 @@ def _run_phases(
     schedule = Schedule(todo, done=done, db_path=db_path, on_ready=register_ready, say=say)
     start, count = time.monotonic(), 0
 
-    def report_blocked() -> None:
+    def report_unrun() -> None:
+        """Print the runs that will not run: blocked, or found finished by another process meanwhile."""
         nonlocal count
+        while schedule.found_done:
+            plan = schedule.found_done.pop(0)
+            count += 1
+            say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: finished by another sweep process")
         while schedule.blocked:
             plan, why = schedule.blocked.pop(0)
             count += 1
@@ -214,7 +219,7 @@ def _run_phases(
             say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: blocked ({why})")
 
     for plan, result in runner.run(schedule, db_path):
-        report_blocked()
+        report_unrun()
         count += 1
         outcome.counts[result] += 1
         if result == "finished":
@@ -222,7 +227,7 @@ def _run_phases(
         if result == "failed":
             outcome.failed.append(plan.name)
         say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: {result}{_eta(start, count, len(todo))}")
-    report_blocked()
+    report_unrun()
     return outcome
 
 
