@@ -26,6 +26,7 @@ from calikd.experiments.overhead import (
     train_loop_seconds,
 )
 from calikd.experiments.plan import RunPlan, expand
+from calikd.experiments.progress import SweepProgress
 from calikd.experiments.ray_executor import RayExecutor, RayOptions
 from calikd.experiments.schedule import KIND_ORDER, Schedule, as_schedule
 from calikd.experiments.spec import SweepSpec, spec_to_dict
@@ -137,7 +138,7 @@ def run_sweep(
     start = time.perf_counter()
     ran: list[str] = []
     try:
-        outcome = _run_phases(spec, db_path, runner, say, ran)
+        outcome = _run_phases(spec, db_path, runner, say, ran, workers if executor == "local" else 1)
     finally:
         runner.close()
     with ResultsStore(db_path) as store:
@@ -158,7 +159,12 @@ def run_sweep(
 
 
 def _run_phases(
-    spec: SweepSpec, db_path: str, runner: Executor, say: Callable[[str], None], ran: list[str]
+    spec: SweepSpec,
+    db_path: str,
+    runner: Executor,
+    say: Callable[[str], None],
+    ran: list[str],
+    slots: int = 1,
 ) -> SweepOutcome:
     """Run the sweep's runs as they become ready; the ids of the runs this process finished are appended
     to ``ran``."""
@@ -199,7 +205,7 @@ def _run_phases(
         return False
 
     schedule = Schedule(todo, done=done, db_path=db_path, on_ready=register_ready, say=say)
-    start, count = time.monotonic(), 0
+    progress, count = SweepProgress((p.kind for p in todo), slots), 0
 
     def report_unrun() -> None:
         """Print the runs that will not run: blocked, or found finished by another process meanwhile."""
@@ -207,7 +213,8 @@ def _run_phases(
         while schedule.found_done:
             plan = schedule.found_done.pop(0)
             count += 1
-            say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: finished by another sweep process")
+            eta = progress.ended(plan.kind)
+            say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: finished by another sweep process{eta}")
         while schedule.blocked:
             plan, why = schedule.blocked.pop(0)
             count += 1
@@ -216,7 +223,8 @@ def _run_phases(
             if plan.kind == "distill":  # listed with the sweep (pending), as a run that did not happen
                 with ResultsStore(db_path) as store:
                     _register_student(store, spec.name, plan)
-            say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: blocked ({why})")
+            eta = progress.ended(plan.kind)
+            say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: blocked ({why}){eta}")
 
     for plan, result in runner.run(schedule, db_path):
         report_unrun()
@@ -226,7 +234,11 @@ def _run_phases(
             ran.append(plan.run_id)
         if result == "failed":
             outcome.failed.append(plan.name)
-        say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: {result}{_eta(start, count, len(todo))}")
+        seconds = None
+        if result in ("finished", "failed"):
+            with ResultsStore(db_path) as store:
+                seconds = store.get(plan.run_id).wall_time_s
+        say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: {result}{progress.ended(plan.kind, seconds)}")
     report_unrun()
     return outcome
 
@@ -285,18 +297,6 @@ def _adopt(plan: RunPlan, done_in: str | None, say: Callable[[str], None]) -> No
     shutil.copytree(done_in, plan.out_dir, copy_function=_link_or_copy, dirs_exist_ok=True)
     Path(plan.out_dir, ".adopted-from").write_text(f"{done_in}\n")
     say(f"  {plan.kind} {plan.name}: reused from {done_in}")
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
-
-
-def _eta(start: float, done: int, total: int) -> str:
-    """`` (elapsed 1:23, ETA 4:56)`` for a phase ``done`` of ``total`` runs into it."""
-    elapsed = time.monotonic() - start
-    left = f", ETA {_clock(elapsed / done * (total - done))}" if done < total else ""
-    return f" (elapsed {_clock(elapsed)}{left})"
 
 
 def _execute_all(

@@ -1,0 +1,56 @@
+"""A sweep's progress line: elapsed time and an ETA from the runs left, each kind of run at its own pace."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+
+def clock_text(seconds: float) -> str:
+    """``1:23`` or ``1:02:03``."""
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
+
+
+class SweepProgress:
+    """Elapsed time and ETA of a sweep's runs.
+
+    The ETA spreads the runs left over the ``slots`` (workers): each at the mean wall time of the runs of its
+    kind that ended with one here (teachers take minutes, calibrations seconds), a kind none of which has
+    ended yet at the mean of all that have; before any has, the elapsed time per run ended so far.
+    """
+
+    def __init__(
+        self, kinds: Iterable[str], slots: int = 1, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._left = Counter(kinds)
+        self._slots = max(1, slots)
+        self._clock = clock
+        self._start = clock()
+        self._seconds: dict[str, list[float]] = {}
+        self._ended = 0
+
+    def ended(self, kind: str, seconds: float | None = None) -> str:
+        """Count one run of ``kind`` as ended (its wall time when it ran here) and return the line's
+        `` (elapsed 1:23, ETA 4:56)``."""
+        self._left[kind] -= 1
+        self._ended += 1
+        if seconds is not None and seconds >= 0:
+            self._seconds.setdefault(kind, []).append(float(seconds))
+        elapsed = self._clock() - self._start
+        left = sum(max(0, n) for n in self._left.values())
+        eta = f", ETA {clock_text(self.seconds_left(elapsed))}" if left else ""
+        return f" (elapsed {clock_text(elapsed)}{eta})"
+
+    def seconds_left(self, elapsed: float) -> float:
+        """The estimated wall time of the runs left."""
+        every = [s for values in self._seconds.values() for s in values]
+        if not every:
+            return elapsed / max(1, self._ended) * sum(max(0, n) for n in self._left.values())
+        overall = sum(every) / len(every)
+        work = 0.0
+        for kind, n in self._left.items():
+            values = self._seconds.get(kind)
+            work += max(0, n) * (sum(values) / len(values) if values else overall)
+        return work / self._slots
