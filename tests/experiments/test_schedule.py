@@ -212,3 +212,21 @@ def test_a_student_found_finished_when_its_teacher_reran_is_not_run_again(
         "distill slow-cnn-kd-none-s0: finished by another sweep process",
         "teacher slow: finished",
     ]
+
+
+def test_a_two_worker_sweep_runs_its_graph_in_two_processes(tmp_path: Path) -> None:
+    db = str(tmp_path / "calikd.db")
+    spec = parse_spec(
+        sweep_dict(tmp_path, teachers=TWO_TEACHERS, methods=["ce", "kd"], calibrations=["none"])
+    )
+    lines: list[str] = []
+    outcome = run_sweep(spec, db_path=db, workers=2, log=lines.append)
+    plans = expand(spec)
+    assert outcome.ok and outcome.counts == {"finished": len(plans)}, lines
+    with ResultsStore(db) as store:
+        runs = {r.run_id: r for r in store.list_runs(sweep="tiny")}
+    assert all(r.status == "finished" and r.attempts == 1 for r in runs.values())
+    assert len({r.worker.rsplit("/", 1)[0] for r in runs.values()}) == 2  # two worker processes
+    for plan in plans:  # none started before what it needs had finished
+        assert all(runs[d].finished_at <= runs[plan.run_id].started_at for d in plan.depends_on)
+    assert sum(line.startswith("  [") for line in lines) == len(plans)
