@@ -6,8 +6,8 @@ measurements a study asks for (*evaluation runs*, their whole ``wall_time_s``). 
 sum over the runs it executed by its wall time times its parallel slots (workers): the *training share* and
 the *evaluation share*; the rest is the *overhead share*, split in two by the runs' own wall times: *inside
 the runs* (start-up, data loading, a run's own evaluations and files) and *workers idle* (slot time with no
-run in it: a worker waiting at the end of a phase for the phase's longest run, the sweep's planning and
-reports). Under Ray the cluster's parallelism is not known here, so slots is 1 and the shares can exceed 1.
+run in it: a worker with no run ready, all that is left waiting for a longer run to finish; the sweep's
+planning and reports). Under Ray the cluster's parallelism is not known here, so slots is 1 and the shares can exceed 1.
 Each sweep process appends its numbers to ``<sweep out>/timing.json``, which the sweep report reads.
 """
 
@@ -162,7 +162,7 @@ def timing_paragraph(runs: list[RunRecord], out: str | Path | None) -> str | Non
         )
         split = (
             f" ({whole.inside_runs:.0%} inside the runs, {whole.idle:.0%} workers idle: "
-            "waiting for a phase's longest run, planning, reports)"
+            "no run ready while longer runs finish, planning, reports)"
             if whole.idle is not None and whole.inside_runs is not None
             else ""
         )
