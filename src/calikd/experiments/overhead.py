@@ -7,8 +7,9 @@ sum over the runs it executed by its wall time times its parallel slots (workers
 the *evaluation share*; the rest is the *overhead share*, split in two by the runs' own wall times: *inside
 the runs* (start-up, data loading, a run's own evaluations and files) and *workers idle* (slot time with no
 run in it: a worker with no run ready, all that is left waiting for a longer run to finish; the sweep's
-planning and reports). Under Ray the cluster's parallelism is not known here, so slots is 1 and the shares can exceed 1.
-Each sweep process appends its numbers to ``<sweep out>/timing.json``, which the sweep report reads.
+planning and reports). Under Ray the cluster's parallelism is not known here, so slots is 1 and the shares
+can exceed 1. Each sweep process appends its numbers to ``<sweep out>/timing.json``, which the sweep report
+reads.
 """
 
 from __future__ import annotations
