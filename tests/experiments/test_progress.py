@@ -50,3 +50,13 @@ def test_clock_text() -> None:
         "1:00:00",
         "1:01:02",
     ]
+
+
+def test_without_slots_the_runs_in_parallel_are_read_from_their_times() -> None:
+    clock = FakeClock()
+    progress = SweepProgress(["distill"] * 12, slots=None, clock=clock)  # a Ray cluster: parallelism unknown
+    clock.now = 10.0
+    for _ in range(4):  # four 10-second runs ended in 10 s: four at once
+        progress.ended("distill", 10.0)
+    assert progress.seconds_left(10.0) == pytest.approx(8 * 10.0 / 4)
+    assert SweepProgress(["distill"], slots=None, clock=clock).seconds_left(0.0) == 0.0

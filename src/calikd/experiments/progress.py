@@ -18,24 +18,26 @@ class SweepProgress:
 
     The ETA spreads the runs left over the ``slots`` (workers): each at the mean wall time of the runs of its
     kind that ended with one here (teachers take minutes, calibrations seconds), a kind none of which has
-    ended yet at the mean of all that have; before any has, the elapsed time per run ended so far.
+    ended yet at the mean of all that have; before any has, the elapsed time per run ended so far. Without
+    ``slots`` (a Ray cluster's), the runs' wall times summed over the elapsed time say how many ran at once.
     """
 
     def __init__(
-        self, kinds: Iterable[str], slots: int = 1, clock: Callable[[], float] = time.monotonic
+        self, kinds: Iterable[str], slots: int | None = 1, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._left = Counter(kinds)
-        self._slots = max(1, slots)
+        self._slots = None if slots is None else max(1, slots)
         self._clock = clock
         self._start = clock()
         self._seconds: dict[str, list[float]] = {}
         self._ended = 0
 
-    def ended(self, kind: str, seconds: float | None = None) -> str:
-        """Count one run of ``kind`` as ended (its wall time when it ran here) and return the line's
-        `` (elapsed 1:23, ETA 4:56)``."""
-        self._left[kind] -= 1
-        self._ended += 1
+    def ended(self, kind: str, seconds: float | None = None, *, again: bool = False) -> str:
+        """Count one run of ``kind`` as ended (its wall time when it ran here; ``again``: a run counted
+        before, skipped then run here) and return the line's `` (elapsed 1:23, ETA 4:56)``."""
+        if not again:
+            self._left[kind] -= 1
+            self._ended += 1
         if seconds is not None and seconds >= 0:
             self._seconds.setdefault(kind, []).append(float(seconds))
         elapsed = self._clock() - self._start
@@ -53,4 +55,5 @@ class SweepProgress:
         for kind, n in self._left.items():
             values = self._seconds.get(kind)
             work += max(0, n) * (sum(values) / len(values) if values else overall)
-        return work / self._slots
+        slots = self._slots or max(1.0, sum(every) / elapsed if elapsed > 0 else 1.0)
+        return work / slots

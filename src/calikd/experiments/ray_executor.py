@@ -199,7 +199,11 @@ class RayExecutor:
                 while True:
                     for plan in schedule.take():
                         if store.claim(plan.run_id):
-                            in_flight[self._submit(plan, cwd)] = plan
+                            try:
+                                in_flight[self._submit(plan, cwd)] = plan
+                            except BaseException:
+                                store.release(plan.run_id)
+                                raise
                         else:
                             schedule.ended(plan, "skipped")
                             ended.append((plan, "skipped"))
@@ -210,7 +214,8 @@ class RayExecutor:
                             return
                         schedule.wait()
                         continue
-                    for plan, status in self._wait_some(store, in_flight):
+                    timeout = schedule.poll_s if schedule.held_elsewhere else None
+                    for plan, status in self._wait_some(store, in_flight, timeout):
                         schedule.ended(plan, status)
                         ended.append((plan, status))
             finally:  # interrupted (Ctrl-C) or abandoned: the runs in flight go back to pending
@@ -222,13 +227,17 @@ class RayExecutor:
             num_cpus=opts.cpus_per_run, num_gpus=opts.gpus_per_run, name=f"calikd {plan.kind} {plan.name}"
         ).remote(plan, opts.threads, opts.gpus_per_run, cwd)
 
-    def _wait_some(self, store: ResultsStore, in_flight: dict[Any, RunPlan]) -> list[tuple[RunPlan, str]]:
-        """Wait until some runs of ``in_flight`` end (removed from it) and return them with their recorded
-        status, heartbeating those still running every :attr:`heartbeat_s` seconds (a run another sweep
-        process took over meanwhile is cancelled here and returned as ``skipped``)."""
+    def _wait_some(
+        self, store: ResultsStore, in_flight: dict[Any, RunPlan], timeout: float | None = None
+    ) -> list[tuple[RunPlan, str]]:
+        """Wait until some runs of ``in_flight`` end (removed from it), or ``timeout`` seconds, and return
+        them with their recorded status, heartbeating those still running every :attr:`heartbeat_s` seconds
+        (a run another sweep process took over meanwhile is cancelled here and returned as ``skipped``)."""
         ray = self._ray
+        give_up = None if timeout is None else time.monotonic() + timeout
         while True:
-            timeout = max(0.0, self._next_beat - time.monotonic())
+            wake = self._next_beat if give_up is None else min(self._next_beat, give_up)
+            timeout = max(0.0, wake - time.monotonic())
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
             out: list[tuple[RunPlan, str]] = []
             if time.monotonic() >= self._next_beat:
@@ -241,7 +250,7 @@ class RayExecutor:
             for ref in ready:
                 plan = in_flight.pop(ref)
                 out.append((plan, self._record(store, plan, ref)))
-            if out:
+            if out or (give_up is not None and time.monotonic() >= give_up):
                 return out
 
     def _beat(self, store: ResultsStore, plan: RunPlan) -> bool:

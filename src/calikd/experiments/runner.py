@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from calikd.errors import ConfigError, did_you_mean
+from calikd.errors import CalikdError, ConfigError, did_you_mean
 from calikd.experiments.overhead import (
     SweepTiming,
     append_timing,
@@ -138,7 +138,7 @@ def run_sweep(
     start = time.perf_counter()
     ran: list[str] = []
     try:
-        outcome = _run_phases(spec, db_path, runner, say, ran, workers if executor == "local" else 1)
+        outcome = _run_phases(spec, db_path, runner, say, ran, workers if executor == "local" else None)
     finally:
         runner.close()
     with ResultsStore(db_path) as store:
@@ -164,7 +164,7 @@ def _run_phases(
     runner: Executor,
     say: Callable[[str], None],
     ran: list[str],
-    slots: int = 1,
+    slots: int | None = 1,
 ) -> SweepOutcome:
     """Run the sweep's runs as they become ready; the ids of the runs this process finished are appended
     to ``ran``."""
@@ -192,29 +192,47 @@ def _run_phases(
             ready = sum(p.kind == kind for p in todo)
             say(f"{kind}: {ready} to run, {len(of_kind) - ready} done before")
 
-    def register_ready(plan: RunPlan) -> bool:
-        """A student's teacher weights are known now: record their id with the run (refused if the run
-        finished from other weights); False if the run is finished already."""
-        if plan.kind != "distill":
-            return True
+    def register_ready(plan: RunPlan) -> bool | str:
+        """Before a run starts: a student's teacher weights are known now, so record their id with it (a
+        student finished from other weights cannot run: why, as text); False if the run is finished already
+        (another sweep process ran it: a shared one is linked into this sweep's folder)."""
         with ResultsStore(db_path) as store:
-            _register_student(store, spec.name, plan)
-            if store.get(plan.run_id).status != "finished":
-                return True
+            if plan.kind == "distill":
+                try:
+                    _register_student(store, spec.name, plan)
+                except CalikdError as exc:  # e.g. finished from other weights; an unreadable checkpoint
+                    return str(exc)
+            record = store.get(plan.run_id)
+        if record.status != "finished":
+            return True
+        if plan.kind in SHARED_KINDS:
+            _adopt(plan, record.out_dir, say)
         outcome.counts["done before"] += 1
         return False
 
-    schedule = Schedule(todo, done=done, db_path=db_path, on_ready=register_ready, say=say)
-    progress, count = SweepProgress((p.kind for p in todo), slots), 0
+    def adopt_if_shared(plan: RunPlan) -> None:
+        if plan.kind in SHARED_KINDS:
+            with ResultsStore(db_path) as store:
+                _adopt(plan, store.get(plan.run_id).out_dir, say)
+
+    schedule = Schedule(
+        todo,
+        done=done,
+        db_path=db_path,
+        on_ready=register_ready,
+        on_finished_elsewhere=adopt_if_shared,
+        say=say,
+    )
+    progress, count, counted = SweepProgress((p.kind for p in todo), slots), 0, set()
 
     def report_unrun() -> None:
-        """Print the runs that will not run: blocked, or found finished by another process meanwhile."""
+        """Print the runs that will not run: blocked, or found finished when they became ready."""
         nonlocal count
         while schedule.found_done:
             plan = schedule.found_done.pop(0)
             count += 1
             eta = progress.ended(plan.kind)
-            say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: finished by another sweep process{eta}")
+            say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: finished already{eta}")
         while schedule.blocked:
             plan, why = schedule.blocked.pop(0)
             count += 1
@@ -222,13 +240,22 @@ def _run_phases(
             outcome.failed.append(f"{plan.name} ({why})")
             if plan.kind == "distill":  # listed with the sweep (pending), as a run that did not happen
                 with ResultsStore(db_path) as store:
-                    _register_student(store, spec.name, plan)
+                    store.register(
+                        plan.run_id, sweep=spec.name, kind=plan.kind, name=plan.name, config=plan.config
+                    )
             eta = progress.ended(plan.kind)
             say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: blocked ({why}){eta}")
 
     for plan, result in runner.run(schedule, db_path):
         report_unrun()
-        count += 1
+        again = plan.run_id in counted  # skipped (another process held it), then taken again here
+        counted.add(plan.run_id)
+        if again:
+            outcome.counts["skipped"] -= 1
+            if outcome.counts["skipped"] <= 0:
+                del outcome.counts["skipped"]
+        else:
+            count += 1
         outcome.counts[result] += 1
         if result == "finished":
             ran.append(plan.run_id)
@@ -238,7 +265,8 @@ def _run_phases(
         if result in ("finished", "failed"):
             with ResultsStore(db_path) as store:
                 seconds = store.get(plan.run_id).wall_time_s
-        say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: {result}{progress.ended(plan.kind, seconds)}")
+        eta = progress.ended(plan.kind, seconds, again=again)
+        say(f"  [{count}/{len(todo)}] {plan.kind} {plan.name}: {result}{eta}")
     report_unrun()
     return outcome
 
@@ -328,7 +356,11 @@ def _execute_all(
                     return
                 schedule.wait()
                 continue
-            done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+            # with runs held by another process, wake to start what their ends make ready
+            timeout = schedule.poll_s if schedule.held_elsewhere else None
+            done, _ = concurrent.futures.wait(
+                futures, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED
+            )
             for future in done:
                 plan = futures.pop(future)
                 schedule.ended(plan, future.result())

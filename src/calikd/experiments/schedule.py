@@ -23,15 +23,16 @@ import torch
 from torch import nn
 
 from calikd.data.registry import get_spec
+from calikd.errors import ConfigError
 from calikd.experiments.plan import RunPlan
 from calikd.models import create_model
 from calikd.results import ResultsStore
 
 KIND_ORDER = ("teacher", "calibrate", "distill", "corrupt", "robustness")
 
-#: called once per run when its dependencies have finished, before it is handed out; False: the run turned
-#: out to be finished already (it is counted as done, not run)
-ReadyHook = Callable[[RunPlan], bool]
+#: called once per run when its dependencies have finished, before it is handed out: True to run it, False
+#: when it turned out to be finished already (counted as done, not run), or a text: why it cannot run
+ReadyHook = Callable[[RunPlan], "bool | str"]
 
 
 @dataclass
@@ -40,13 +41,15 @@ class Schedule:
 
     ``done``: ids of runs finished before (dependencies met); a dependency that is neither among ``plans``
     nor in ``done`` is outside this schedule and counts as met (the run itself checks its inputs).
-    ``db_path``: the store watched for runs another sweep process holds (none without it).
+    ``db_path``: the store watched for runs another sweep process holds; ``on_finished_elsewhere`` is called
+    for each such run found finished there, before the runs that need it start.
     """
 
     plans: list[RunPlan]
     done: Iterable[str] = ()
     db_path: str | None = None
     on_ready: ReadyHook | None = None
+    on_finished_elsewhere: Callable[[RunPlan], None] | None = None
     say: Callable[[str], None] | None = None
     poll_s: float = 2.0
     #: runs that cannot run, each with why (a dependency failed or was blocked), in the order found
@@ -78,6 +81,12 @@ class Schedule:
         """Runs taken and not ended yet."""
         return len(self._taken)
 
+    @property
+    def held_elsewhere(self) -> bool:
+        """Some runs are held by another sweep process: executors wake every :attr:`poll_s` seconds to take
+        what their ends make ready."""
+        return bool(self._elsewhere)
+
     def take(self, limit: int | None = None) -> list[RunPlan]:
         """The ready runs (at most ``limit``), earliest kind first; they count as in flight until
         :meth:`ended`."""
@@ -90,10 +99,16 @@ class Schedule:
                 if limit is not None and len(out) >= limit:
                     break
                 del self._waiting[plan.run_id]
-                if self.on_ready is not None and not self.on_ready(plan):
+                verdict = True if self.on_ready is None else self.on_ready(plan)
+                if verdict is False:
                     self._finished.add(plan.run_id)
                     self.found_done.append(plan)
                     found_done = True
+                    continue
+                if isinstance(verdict, str):
+                    self._failed[plan.run_id] = "blocked"
+                    self.blocked.append((plan, verdict))
+                    found_done = True  # its dependents are blocked in the next pass
                     continue
                 self._taken.add(plan.run_id)
                 out.append(plan)
@@ -111,10 +126,23 @@ class Schedule:
 
     def wait(self) -> None:
         """Sleep while the only runs left wait for runs that another sweep process holds."""
-        if self._elsewhere and not self._announced and self.say is not None:
+        if not self._elsewhere:
+            if self._taken or not self._waiting:
+                return
+            left = ", ".join(sorted(p.name for p in self._waiting.values())[:5])
+            raise ConfigError(
+                f"no run can start: {len(self._waiting)} runs wait for each other ({left})",
+                hint="a run's depends_on must not lead back to it",
+            )
+        if self.db_path is None:
+            raise ConfigError(
+                "runs are held by another sweep process, but the schedule has no results store to watch",
+                hint="give the Schedule a db_path",
+            )
+        if not self._announced and self.say is not None:
             self.say(f"waiting for {len(self._elsewhere)} run(s) that another sweep process is running")
             self._announced = True
-        time.sleep(max(0.0, min(self.poll_s, self._next_poll - time.monotonic())))
+        time.sleep(max(0.05, min(self.poll_s, self._next_poll - time.monotonic())))
 
     # ------------------------------------------------------------------------------------------ internals
     def _resolve(self) -> list[RunPlan]:
@@ -150,6 +178,8 @@ class Schedule:
                 continue
             plan = self._elsewhere.pop(run_id)
             if record.status == "finished":
+                if self.on_finished_elsewhere is not None:
+                    self.on_finished_elsewhere(plan)
                 self._finished.add(run_id)
             elif record.status == "failed":
                 self._failed[run_id] = "failed"
@@ -162,8 +192,13 @@ def _kind_rank(kind: str) -> int:
 
 
 def as_schedule(plans: Schedule | list[RunPlan], db_path: str) -> Schedule:
-    """``plans`` as a :class:`Schedule` (a plain list: its runs wait only for each other)."""
-    return plans if isinstance(plans, Schedule) else Schedule(list(plans), db_path=db_path)
+    """``plans`` as a :class:`Schedule` watching the store at ``db_path`` (a plain list: its runs wait only
+    for each other)."""
+    if not isinstance(plans, Schedule):
+        return Schedule(list(plans), db_path=db_path)
+    if plans.db_path is None:
+        plans.db_path = db_path
+    return plans
 
 
 def teacher_cost(plan: RunPlan) -> float:

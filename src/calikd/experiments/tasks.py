@@ -30,7 +30,7 @@ from calikd.experiments.overhead import TRAIN_LOOP_METRIC
 from calikd.experiments.plan import RunPlan
 from calikd.metrics.robustness import per_severity
 from calikd.report.robustness import write_robustness_report
-from calikd.results import ResultsStore
+from calikd.results import ClaimLostError, ResultsStore
 from calikd.teacher import TeacherConfig, train_teacher
 from calikd.teacher.calibrate import calibrate_checkpoint
 from calikd.utils.config import config_from_dict
@@ -226,10 +226,9 @@ def record_result(store: ResultsStore, plan: RunPlan, result: RunResult) -> str:
 
 
 def record_failure(store: ResultsStore, plan: RunPlan, detail: str) -> str:
-    """Record ``plan``, which ``store``'s worker holds, as failed with ``detail``: ``"failed"`` (nothing is
-    written if another worker took the run over)."""
-    store.fail(plan.run_id, detail)
-    return "failed"
+    """Record ``plan``, which ``store``'s worker holds, as failed with ``detail``: ``"failed"``; nothing is
+    written and ``"skipped"`` returned if another worker took the run over (its result is that worker's)."""
+    return "failed" if store.fail(plan.run_id, detail) else "skipped"
 
 
 def execute(plan: RunPlan, db_path: str, threads: int | None = None) -> str:
@@ -245,4 +244,7 @@ def execute(plan: RunPlan, db_path: str, threads: int | None = None) -> str:
             raise
         except Exception as exc:  # recorded; the sweep goes on with the other runs
             return record_failure(store, plan, error_detail(exc))
-        return record_result(store, plan, result)
+        try:
+            return record_result(store, plan, result)
+        except ClaimLostError:  # another worker took it over (this one's heartbeat went stale): theirs
+            return "skipped"
