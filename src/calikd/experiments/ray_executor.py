@@ -210,12 +210,10 @@ class RayExecutor:
                     yield from ended
                     ended = []
                     if not in_flight:
-                        if schedule.exhausted:
+                        if schedule.settled():
                             return
-                        schedule.wait()
                         continue
-                    timeout = schedule.poll_s if schedule.held_elsewhere else None
-                    for plan, status in self._wait_some(store, in_flight, timeout):
+                    for plan, status in self._wait_some(store, in_flight, schedule.wake_after):
                         schedule.ended(plan, status)
                         ended.append((plan, status))
             finally:  # interrupted (Ctrl-C) or abandoned: the runs in flight go back to pending

@@ -333,10 +333,11 @@ def _execute_all(
     """Execute the runs of ``schedule`` on this machine as they become ready, at most ``workers`` at once,
     yielding each with its status as it ends (the runs it unblocks are started first)."""
     if workers <= 1:
-        while not schedule.exhausted:
+        while True:
             plans = schedule.take(1)
             if not plans:
-                schedule.wait()
+                if schedule.settled():
+                    return
                 continue
             status = execute(plans[0], db_path)
             schedule.ended(plans[0], status)
@@ -352,14 +353,11 @@ def _execute_all(
             yield from ended
             ended = []
             if not futures:
-                if schedule.exhausted:
+                if schedule.settled():
                     return
-                schedule.wait()
                 continue
-            # with runs held by another process, wake to start what their ends make ready
-            timeout = schedule.poll_s if schedule.held_elsewhere else None
             done, _ = concurrent.futures.wait(
-                futures, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED
+                futures, timeout=schedule.wake_after, return_when=concurrent.futures.FIRST_COMPLETED
             )
             for future in done:
                 plan = futures.pop(future)

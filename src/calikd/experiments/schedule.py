@@ -81,12 +81,6 @@ class Schedule:
         """Runs taken and not ended yet."""
         return len(self._taken)
 
-    @property
-    def held_elsewhere(self) -> bool:
-        """Some runs are held by another sweep process: executors wake every :attr:`poll_s` seconds to take
-        what their ends make ready."""
-        return bool(self._elsewhere)
-
     def take(self, limit: int | None = None) -> list[RunPlan]:
         """The ready runs (at most ``limit``), earliest kind first; they count as in flight until
         :meth:`ended`."""
@@ -123,6 +117,20 @@ class Schedule:
             self._elsewhere[plan.run_id] = plan
         else:
             self._failed[plan.run_id] = "failed"
+
+    @property
+    def wake_after(self) -> float | None:
+        """How long an executor may wait for its own runs to end: :attr:`poll_s` while runs are held by
+        another process (what their ends make ready starts then), else as long as they take (None)."""
+        return self.poll_s if self._elsewhere else None
+
+    def settled(self) -> bool:
+        """For an executor with nothing in flight and nothing taken: True when the schedule is done, else
+        wait for runs held elsewhere (:meth:`wait`) and False."""
+        if self.exhausted:
+            return True
+        self.wait()
+        return False
 
     def wait(self) -> None:
         """Sleep while the only runs left wait for runs that another sweep process holds."""
