@@ -9,6 +9,8 @@ runs it needs have finished). Prints both wall times, their ratio and the worker
 leaves out what is not in the runs' wall times (process start-up, reports) and assumes a run takes as long
 whatever runs beside it.
 
+    .venv/bin/python benchmarks/sweep_schedule.py --sweep song2021-full --db runs/calikd.db  # as recorded
+    # a store from before sweeps kept their file: the study's file, written again
     calikd reproduce song2021 --preset full --out runs/full3/song2021-full --export-spec runs/song.yaml
     .venv/bin/python benchmarks/sweep_schedule.py runs/song.yaml --db runs/full3/calikd.db
 """
@@ -19,10 +21,11 @@ import argparse
 import heapq
 
 from calikd.engine.probe_cache import cpu_model
-from calikd.experiments import expand, load_spec
+from calikd.experiments import expand, load_spec, parse_spec
 from calikd.experiments.plan import RunPlan
 from calikd.experiments.runner import PHASES
 from calikd.experiments.schedule import Schedule
+from calikd.experiments.spec import recorded_file
 from calikd.results import ResultsStore
 
 
@@ -52,10 +55,18 @@ def as_graph(plans: list[RunPlan], seconds: dict[str, float], workers: int) -> f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", required=True, help="the results store")
-    parser.add_argument("spec", help="the sweep file")
+    parser.add_argument("spec", nargs="?", help="the sweep file (default: the one --sweep recorded)")
+    parser.add_argument("--sweep", help="a sweep of the store, replayed from the file it recorded")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    spec = load_spec(args.spec)
+    if (args.spec is None) == (args.sweep is None):
+        parser.error("give the sweep file or --sweep NAME")
+    if args.spec is not None:
+        spec = load_spec(args.spec)
+    else:
+        with ResultsStore(args.db, create=False) as store:
+            stored = next((s.spec for s in store.sweeps() if s.name == args.sweep), None)
+        spec = parse_spec(recorded_file(stored, args.sweep))
     with ResultsStore(args.db, create=False) as store:
         records = {r.run_id: r for r in store.list_runs(sweep=spec.name)}
     plans = expand(spec)

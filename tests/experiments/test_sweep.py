@@ -13,6 +13,7 @@ import yaml
 from calikd.cli import main
 from calikd.errors import ConfigError
 from calikd.experiments import expand, load_spec, parse_spec, run_sweep
+from calikd.experiments.spec import recorded_file, spec_to_dict
 from calikd.results import ResultsStore
 
 DATA = {"train_size": 160, "test_size": 64, "num_classes": 3, "seed": 2}
@@ -132,6 +133,32 @@ def test_sweep_runs_records_and_restarts(tmp_path: Path) -> None:
         assert all(0 <= r.metrics["student_test_accuracy"] <= 1 for r in students)
     again = run_sweep(spec, db_path=db, log=None)
     assert again.counts["finished"] == 0 and again.counts["done before"] == 5
+    with ResultsStore(db) as store:  # the store keeps the sweep file: the same runs can be planned again
+        stored = next(s for s in store.sweeps() if s.name == "tiny").spec
+    replanned = expand(parse_spec(recorded_file(stored, "tiny")))
+    assert [p.run_id for p in replanned] == [p.run_id for p in expand(spec)]
+
+
+def test_runs_spec_gives_back_the_sweep_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "calikd.db")
+    data = sweep_dict(tmp_path, seeds=[0, 1])
+    del data["name"]  # named after its file
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(data))
+    spec = load_spec(path)
+    with ResultsStore(db) as store:
+        store.add_sweep(spec.name, spec_to_dict(spec))
+        store.add_sweep("old", {"name": "old"})  # recorded before sweeps kept their file
+    assert main(["runs", "spec", "grid", "--db", db]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == {"name": "grid", **data}
+    out = tmp_path / "again.yaml"
+    assert main(["runs", "spec", "grid", "--db", db, "--out", str(out)]) == 0
+    assert f"to {out}" in capsys.readouterr().out
+    assert [p.run_id for p in expand(load_spec(out))] == [p.run_id for p in expand(spec)]
+    assert main(["runs", "spec", "gird", "--db", db]) == 2
+    assert "no sweep 'gird'" in (err := capsys.readouterr().err) and "did you mean 'grid'" in err
+    assert main(["runs", "spec", "old", "--db", db]) == 2
+    assert "holds no sweep file for 'old'" in capsys.readouterr().err
 
 
 def test_a_changed_spec_leaves_the_runs_it_no_longer_plans_out_of_the_sweep(tmp_path: Path) -> None:

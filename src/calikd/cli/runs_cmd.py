@@ -1,4 +1,5 @@
-"""``calikd runs list|show|export``: the runs recorded in a results database (default runs/calikd.db)."""
+"""``calikd runs list|show|export|spec``: the runs recorded in a results database (default runs/calikd.db),
+and the sweep file each sweep was run from."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import yaml
+
 from calikd.errors import ConfigError, did_you_mean
+from calikd.experiments.spec import recorded_file
 from calikd.report.text import format_table
 from calikd.results import (
     DEFAULT_DB_PATH,
@@ -19,6 +23,7 @@ from calikd.results import (
     export_csv,
 )
 from calikd.results.format import flatten
+from calikd.utils.io import atomic_write
 
 # Metric columns `runs list` prefers, in this order, when --metrics is not given.
 KEY_METRICS = ("accuracy", "acc", "ece", "nll")
@@ -57,6 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_db(export)
     _add_filters(export)
     export.set_defaults(handler=run_export)
+
+    spec = actions.add_parser("spec", help="the sweep file a recorded sweep was run from (YAML)")
+    spec.add_argument("sweep", metavar="SWEEP", help="the sweep's name")
+    _add_db(spec)
+    spec.add_argument("--out", metavar="FILE.yaml", help="write it here (atomically) instead of printing it")
+    spec.set_defaults(handler=run_spec)
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
@@ -210,4 +221,24 @@ def run_export(args: argparse.Namespace) -> int:
         return 0
     n = export_csv(args.csv, runs)
     print(f"wrote {n} run{'s' if n != 1 else ''} to {args.csv}")
+    return 0
+
+
+def run_spec(args: argparse.Namespace) -> int:
+    with ResultsStore(args.db, create=False) as store:
+        known = {s.name: s for s in store.sweeps()}
+    if args.sweep not in known:
+        raise ConfigError(
+            f"no sweep '{args.sweep}' in '{args.db}'{did_you_mean(args.sweep, list(known))}",
+            hint="`calikd runs list` shows the sweeps' runs",
+        )
+    text = yaml.safe_dump(recorded_file(known[args.sweep].spec, args.sweep), sort_keys=False)
+    if args.out is None:
+        print(text, end="")
+        return 0
+    with atomic_write(args.out, "w") as handle:
+        handle.write(text)
+    print(
+        f"wrote the sweep file of '{args.sweep}' to {args.out} (run it again with `calikd sweep {args.out}`)"
+    )
     return 0

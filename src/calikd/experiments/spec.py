@@ -39,9 +39,12 @@ layout, see :mod:`calikd.data.corrupted`) and a ``robustness`` run evaluates eac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
+import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -399,7 +402,21 @@ def _default_teacher_name(entry: dict[str, Any]) -> str:
 
 
 def spec_to_dict(spec: SweepSpec) -> dict[str, Any]:
-    """JSON-ready form of the spec (stored with the sweep)."""
+    """JSON-ready form of the spec (stored with the sweep), with the sweep file it was parsed from under
+    ``file`` (left out if that holds values JSON cannot carry): :func:`recorded_file` gives it back."""
     out = dataclasses.asdict(spec)
-    out.pop("raw", None)
+    raw = out.pop("raw", None)
+    with contextlib.suppress(TypeError, ValueError):
+        out["file"] = json.loads(json.dumps(raw, allow_nan=False))
     return out
+
+
+def recorded_file(stored: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    """The sweep file a results store recorded for sweep ``name`` (``SweepRecord.spec``): parse it with
+    :func:`parse_spec` to plan the same runs again."""
+    if not isinstance(stored, Mapping) or not isinstance(stored.get("file"), Mapping):
+        raise ConfigError(
+            f"the store holds no sweep file for '{name}' (recorded before sweeps kept theirs)",
+            hint="use the sweep file it was run from",
+        )
+    return {"name": name, **stored["file"]}  # a file without a name took its file name
