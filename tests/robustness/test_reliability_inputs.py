@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +24,17 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _tree(root: Path, counts: dict[str, dict[str, int]], value: int | None = None, size: int = 8) -> None:
-    """root/<split>/<class>/<i>.ppm: random colours, mostly dark for class ``a`` and bright for the others,
-    every third the other way round (a model learns it, and makes mistakes to calibrate), or all ``value``."""
+    """root/<split>/<class>/<i>.ppm: random colours, dark for class ``a`` and bright for the others, every
+    fifth the other way round (a model learns it at once, and makes mistakes to calibrate), or all ``value``.
+    The same pixels in every process (``hash`` of a string is salted per process: not used)."""
     for split, classes in counts.items():
         for cls, n in classes.items():
             folder = root / split / cls
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                rng = np.random.default_rng(hash((split, cls, i)) % 2**32)
-                bright = (cls == "a") == (i % 3 == 2)
-                pixels = rng.integers(0, 128, (size, size, 3), dtype=np.uint8) + (128 if bright else 0)
+                rng = np.random.default_rng(zlib.crc32(f"{split}/{cls}/{i}".encode()))
+                bright = (cls == "a") == (i % 5 == 4)
+                pixels = rng.integers(0, 64, (size, size, 3), dtype=np.uint8) + (192 if bright else 0)
                 if value is not None:
                     pixels[:] = value
                 Image.fromarray(pixels).save(folder / f"{i}.ppm")
