@@ -24,7 +24,7 @@ from calikd.engine.probe_cache import cpu_model
 from calikd.experiments import expand, load_spec, parse_spec
 from calikd.experiments.plan import RunPlan
 from calikd.experiments.runner import PHASES
-from calikd.experiments.schedule import Schedule
+from calikd.experiments.schedule import Schedule, replay
 from calikd.experiments.spec import recorded_file
 from calikd.results import ResultsStore
 
@@ -43,13 +43,8 @@ def in_phases(plans: list[RunPlan], seconds: dict[str, float], workers: int) -> 
 
 def as_graph(plans: list[RunPlan], seconds: dict[str, float], workers: int) -> float:
     """Wall time of the runs started as soon as what they need has finished (calikd's schedule)."""
-    schedule, clock, running = Schedule(plans), 0.0, []
-    while not schedule.exhausted:
-        for plan in schedule.take(workers - len(running)):
-            heapq.heappush(running, (clock + seconds[plan.run_id], plan.run_id, plan))
-        clock, _, plan = heapq.heappop(running)
-        schedule.ended(plan, "finished")
-    return clock
+    ended = replay(Schedule(plans), workers, lambda plan: seconds[plan.run_id])
+    return max((end for end, _ in ended), default=0.0)
 
 
 def main() -> None:

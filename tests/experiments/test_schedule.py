@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from calikd.errors import ConfigError
 from calikd.experiments import expand, parse_spec, run_sweep
 from calikd.experiments import runner as runner_module
 from calikd.experiments.plan import RunPlan
-from calikd.experiments.schedule import Schedule, teacher_cost
+from calikd.experiments.schedule import Schedule, replay, teacher_cost
 from calikd.results import ResultsStore
 
 TWO_TEACHERS = [
@@ -30,20 +29,9 @@ def _plans(tmp_path: Path, **overrides: object) -> list[RunPlan]:
 
 
 def _simulate(schedule: Schedule, slots: int, seconds: dict[str, float]) -> list[tuple[float, RunPlan]]:
-    """Run ``schedule`` on ``slots`` workers in virtual time; each run takes ``seconds[kind or name]`` (1
+    """Run ``schedule`` on ``slots`` workers in virtual time; each run takes ``seconds[name or kind]`` (1
     otherwise) and finishes; the (end time, plan) of every run in the order they end."""
-    clock, running, ended = 0.0, [], []  # running: heap of (end time, tie, plan)
-    while not schedule.exhausted:
-        for plan in schedule.take(slots - len(running)):
-            took = seconds.get(plan.name, seconds.get(plan.kind, 1.0))
-            heapq.heappush(running, (clock + took, len(ended) + len(running), plan))
-        if not running:  # what was left was found done
-            assert schedule.exhausted, "nothing runs and nothing is ready: the schedule is stuck"
-            break
-        clock, _, plan = heapq.heappop(running)
-        schedule.ended(plan, "finished")
-        ended.append((clock, plan))
-    return ended
+    return replay(schedule, slots, lambda plan: seconds.get(plan.name, seconds.get(plan.kind, 1.0)))
 
 
 def test_a_teachers_students_start_while_another_teacher_still_trains(tmp_path: Path) -> None:

@@ -41,15 +41,14 @@ class SweepProgress:
         if seconds is not None and seconds >= 0:
             self._seconds.setdefault(kind, []).append(float(seconds))
         elapsed = self._clock() - self._start
-        left = sum(max(0, n) for n in self._left.values())
-        eta = f", ETA {clock_text(self.seconds_left(elapsed))}" if left else ""
+        eta = f", ETA {clock_text(self.seconds_left(elapsed))}" if self._runs_left() else ""
         return f" (elapsed {clock_text(elapsed)}{eta})"
 
     def seconds_left(self, elapsed: float) -> float:
         """The estimated wall time of the runs left."""
         every = [s for values in self._seconds.values() for s in values]
         if not every:
-            return elapsed / max(1, self._ended) * sum(max(0, n) for n in self._left.values())
+            return elapsed / max(1, self._ended) * self._runs_left()
         overall = sum(every) / len(every)
         work = 0.0
         for kind, n in self._left.items():
@@ -57,3 +56,6 @@ class SweepProgress:
             work += max(0, n) * (sum(values) / len(values) if values else overall)
         slots = self._slots or max(1.0, sum(every) / elapsed if elapsed > 0 else 1.0)
         return work / slots
+
+    def _runs_left(self) -> int:
+        return sum(max(0, n) for n in self._left.values())

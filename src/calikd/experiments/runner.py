@@ -193,22 +193,19 @@ def _run_phases(
             say(f"{kind}: {ready} to run, {len(of_kind) - ready} done before")
 
     def register_ready(plan: RunPlan) -> bool | str:
-        """Before a run starts: a student's teacher weights are known now, so record their id with it (a
-        student finished from other weights cannot run: why, as text); False if the run is finished already
-        (another sweep process ran it: a shared one is linked into this sweep's folder)."""
+        """Before a run starts (its teacher's weights are known now): True to run it, False if it is
+        finished already (another sweep process ran it), or why a student cannot be registered (finished
+        from other weights, an unreadable checkpoint)."""
         with ResultsStore(db_path) as store:
-            if plan.kind == "distill":
-                try:
-                    _register_student(store, spec.name, plan)
-                except CalikdError as exc:  # e.g. finished from other weights; an unreadable checkpoint
-                    return str(exc)
-            record = store.get(plan.run_id)
-        if record.status != "finished":
-            return True
-        if plan.kind in SHARED_KINDS:
-            _adopt(plan, record.out_dir, say)
-        outcome.counts["done before"] += 1
-        return False
+            try:
+                finished = _finished_already(store, spec.name, plan, say)
+            except CalikdError as exc:
+                if plan.kind != "distill":
+                    raise
+                return str(exc)
+        if finished:
+            outcome.counts["done before"] += 1
+        return not finished
 
     def adopt_if_shared(plan: RunPlan) -> None:
         if plan.kind in SHARED_KINDS:
@@ -274,27 +271,39 @@ def _run_phases(
 def _finished_before(
     store: ResultsStore, sweep: str, plans: list[RunPlan], outcome: SweepOutcome, say: Callable[[str], None]
 ) -> set[str]:
-    """Ids of the runs finished before this sweep process started (counted ``done before``; a shared one
-    is linked into this sweep's folder). A student counts only when its teacher runs are done too (it is
-    registered with its teacher's weights id, which refuses a student distilled from other weights)."""
+    """Ids of the runs finished before this sweep process started (counted ``done before``). A student
+    counts only when its teacher runs are done too; one not finished is registered when it becomes ready."""
     done: set[str] = set()
     for plan in plans:  # in the sweep's order: a run's dependencies come before it
-        if plan.kind == "distill":
-            if not all(d in done for d in plan.depends_on):
-                continue
-            try:
-                if store.get(plan.run_id).status != "finished":
-                    continue
-            except UnknownRunError:
-                continue
-            _register_student(store, sweep, plan)
-        elif store.get(plan.run_id).status != "finished":
+        if plan.kind == "distill" and not (
+            all(d in done for d in plan.depends_on) and _recorded_as(store, plan, "finished")
+        ):
             continue
-        done.add(plan.run_id)
-        outcome.counts["done before"] += 1
-        if plan.kind in SHARED_KINDS:
-            _adopt(plan, store.get(plan.run_id).out_dir, say)
+        if _finished_already(store, sweep, plan, say):
+            done.add(plan.run_id)
+            outcome.counts["done before"] += 1
     return done
+
+
+def _recorded_as(store: ResultsStore, plan: RunPlan, status: str) -> bool:
+    try:
+        return store.get(plan.run_id).status == status
+    except UnknownRunError:  # a student is registered once its teacher is known
+        return False
+
+
+def _finished_already(store: ResultsStore, sweep: str, plan: RunPlan, say: Callable[[str], None]) -> bool:
+    """Whether ``plan`` has finished (here or in another sweep process). A student is registered first, with
+    its teacher's weights id (which refuses a student finished from other weights); a shared run finished
+    in another sweep's folder is linked into this one's."""
+    if plan.kind == "distill":
+        _register_student(store, sweep, plan)
+    record = store.get(plan.run_id)
+    if record.status != "finished":
+        return False
+    if plan.kind in SHARED_KINDS:
+        _adopt(plan, record.out_dir, say)
+    return True
 
 
 def _register_student(store: ResultsStore, sweep: str, plan: RunPlan) -> None:
@@ -360,6 +369,6 @@ def _execute_all(
                 futures, timeout=schedule.wake_after, return_when=concurrent.futures.FIRST_COMPLETED
             )
             for future in done:
-                plan = futures.pop(future)
-                schedule.ended(plan, future.result())
-                ended.append((plan, future.result()))
+                plan, status = futures.pop(future), future.result()
+                schedule.ended(plan, status)
+                ended.append((plan, status))

@@ -14,6 +14,8 @@ dependents start when it finishes there, and it is taken again if that process l
 from __future__ import annotations
 
 import functools
+import heapq
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -60,8 +62,8 @@ class Schedule:
     def __post_init__(self) -> None:
         self._finished: set[str] = set(self.done)
         self._failed: dict[str, str] = {}  # run id -> "failed" or "blocked"
-        self._waiting: dict[str, RunPlan] = {p.run_id: p for p in self.plans}
-        self._known = set(self._waiting)
+        self._by_id = {p.run_id: p for p in self.plans}
+        self._waiting: dict[str, RunPlan] = dict(self._by_id)
         self._rank = {
             p.run_id: (_kind_rank(p.kind), -teacher_cost(p) if p.kind == "teacher" else 0.0, i)
             for i, p in enumerate(self.plans)
@@ -164,15 +166,12 @@ class Schedule:
                     del self._waiting[run_id]
                     self._failed[run_id] = "blocked"
                     how = "did not finish" if self._failed[bad[0]] == "failed" else "was blocked"
-                    self.blocked.append((plan, f"the {self._kind_of(bad[0])} run it needs {how}"))
+                    self.blocked.append((plan, f"the {self._by_id[bad[0]].kind} run it needs {how}"))
                     changed = True
         return [p for p in self._waiting.values() if all(self._met(d) for d in p.depends_on)]
 
     def _met(self, dep: str) -> bool:
-        return dep in self._finished or dep not in self._known
-
-    def _kind_of(self, run_id: str) -> str:
-        return next(p.kind for p in self.plans if p.run_id == run_id)
+        return dep in self._finished or dep not in self._by_id
 
     def _poll_elsewhere(self) -> None:
         """Look up the runs another process held: finished, failed, or given up (taken again here)."""
@@ -193,6 +192,24 @@ class Schedule:
                 self._failed[run_id] = "failed"
             else:  # pending again or stale: that process let it go, so run it here
                 self._waiting[run_id] = plan
+
+
+def replay(
+    schedule: Schedule, workers: int, seconds: Callable[[RunPlan], float]
+) -> list[tuple[float, RunPlan]]:
+    """Run ``schedule`` on ``workers`` in virtual time, each run taking ``seconds(plan)`` and finishing: the
+    (end time, plan) of every run, in the order they end (what a sweep takes, from known run times)."""
+    clock, running, ended, started = 0.0, [], [], itertools.count()  # running: heap of (end, start no., plan)
+    while True:
+        for plan in schedule.take(workers - len(running)):
+            heapq.heappush(running, (clock + seconds(plan), next(started), plan))
+        if not running:
+            if schedule.settled():
+                return ended
+            continue
+        clock, _, plan = heapq.heappop(running)
+        schedule.ended(plan, "finished")
+        ended.append((clock, plan))
 
 
 def _kind_rank(kind: str) -> int:
